@@ -1,0 +1,510 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	gosync "sync"
+	"time"
+
+	connectcors "connectrpc.com/cors"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/cors"
+
+	"github.com/sluicehq/sluice/authz"
+	"github.com/sluicehq/sluice/internal/devpg"
+	"github.com/sluicehq/sluice/migrations"
+	"github.com/sluicehq/sluice/services"
+	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/sync"
+)
+
+// Config is the configuration of one sluiced instance. The zero value of
+// every field is the documented default.
+type Config struct {
+	// Addr is the listen address. Default ":8080".
+	Addr string
+	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
+	// sluice, created if missing), else a private cluster under DataDir.
+	DatabaseURL string
+	// NATSURL is the NATS URL. Default: a NATS server embedded in the
+	// process.
+	NATSURL string
+	// NATSPrefix is the subject prefix shared by the instances of one
+	// deployment. Default "sluice".
+	NATSPrefix string
+	// UsersFile is the users file (deepstream shape). Default: the
+	// development users file shipped in the binary.
+	UsersFile string
+	// ConfigFile is the configuration file (auth chain, sessions,
+	// throttling, services, TLS, CORS; see docs/sluice.example.yml).
+	// Default none.
+	ConfigFile string
+	// TLSCert and TLSKey serve HTTPS (HTTP/2 over TLS) instead of h2c;
+	// they override the config file's tls section.
+	TLSCert, TLSKey string
+	// TLSClientCA makes the server verify client certificates against this
+	// CA (mutual TLS for service principals); optional for other callers.
+	TLSClientCA string
+	// DataDir holds the private Postgres cluster. Default "./.sluice".
+	DataDir string
+	// SessionTTL is how long a session lasts. Default 24h.
+	SessionTTL time.Duration
+	// Heartbeat is the idle time after which streams get a heartbeat.
+	// Default 15s.
+	Heartbeat time.Duration
+	// RelayGrace is how long a change may stay unacknowledged before the
+	// relay republishes it. Default 2s.
+	RelayGrace time.Duration
+	// RelayInterval is the time between relay passes. Default 1s.
+	RelayInterval time.Duration
+	// Retention bounds history by age. Default 7 days.
+	Retention time.Duration
+	// KeepPerScope bounds history per scope. Default 10000.
+	KeepPerScope int64
+	// StreamBuffer bounds the live changes queued per stream. Default 1024.
+	StreamBuffer int
+	// SessionCheck is how often streams re-check their session. Default 5s.
+	SessionCheck time.Duration
+	// SMTPAddr is the SMTP server (host:port) notification e-mail goes
+	// through; empty disables e-mail. MailFrom and MailDomain: the sender,
+	// and the domain of recipients (<user id>@MailDomain).
+	SMTPAddr, MailFrom, MailDomain string
+	// NoPublish leaves changes unpublished for the relay (a test seam that
+	// simulates a crash between commit and publish).
+	NoPublish bool
+	// Logger receives diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+// App is one running sluiced instance: it owns the pool, the NATS
+// connection (and the embedded NATS server or private Postgres cluster it
+// started) and every background goroutine. Call Shutdown.
+type App struct {
+	cfg Config
+	log *slog.Logger
+
+	cluster  *devpg.Cluster
+	ns       *natsserver.Server
+	pool     *pgxpool.Pool
+	nc       *nats.Conn
+	store    *sync.Store
+	pub      *sync.Publisher
+	relay    *sync.Relay
+	worker   *sync.Worker
+	presence *sync.Presence
+	hub      *sync.Hub
+	streamer *sync.Streamer
+	services *services.Server
+	http     *http.Server
+	auth     *AuthSetup
+	file     *FileConfig
+
+	httpMu   gosync.Mutex // guards http and stopping
+	stopping bool
+
+	stopOnce gosync.Once
+	stopErr  error
+}
+
+// Open connects to (or starts) Postgres and NATS, applies migrations and
+// assembles the services. On error everything started so far is stopped.
+func Open(ctx context.Context, cfg Config) (_ *App, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &App{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			a.close(sctx)
+		}
+	}()
+
+	if cfg.ConfigFile != "" {
+		if a.file, err = LoadConfigFile(cfg.ConfigFile); err != nil {
+			return nil, err
+		}
+	} else {
+		a.file = &FileConfig{}
+	}
+	if a.auth, err = OpenAuth(a.file, cfg, a.log); err != nil {
+		return nil, err
+	}
+	creds := make([]authz.ServiceCredential, 0, len(a.file.Services))
+	for _, sc := range a.file.Services {
+		creds = append(creds, authz.ServiceCredential{Name: sc.Name, TokenHash: sc.SecretHash})
+	}
+	serviceCreds, err := authz.NewServiceCredentials(creds)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	dbURL, err := a.database(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, dbURL); err != nil {
+		return nil, err
+	}
+	pcfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	if pcfg.MaxConns < 16 {
+		pcfg.MaxConns = 16
+	}
+	if a.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, fmt.Errorf("postgres pool: %w", err)
+	}
+	if a.nc, err = a.connectNATS(); err != nil {
+		return nil, err
+	}
+
+	a.hub = sync.NewHub(a.nc, sync.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
+	a.pub = sync.NewPublisher(a.nc, a.pool, sync.PublisherConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
+	var notifier sync.Notifier = a.pub
+	if cfg.NoPublish {
+		notifier = nil
+	}
+	a.store = sync.NewStore(a.pool, sync.StoreConfig{Notifier: notifier, Logger: a.log})
+	a.relay = sync.NewRelay(a.nc, a.pool, sync.RelayConfig{
+		Prefix:       cfg.NATSPrefix,
+		Interval:     cfg.RelayInterval,
+		Grace:        cfg.RelayGrace,
+		Retention:    cfg.Retention,
+		KeepPerScope: cfg.KeepPerScope,
+		Logger:       a.log,
+	})
+	a.presence = sync.NewPresence(a.pool, a.hub, sync.PresenceConfig{Logger: a.log})
+	a.streamer = sync.NewStreamer(a.store, a.hub, sync.StreamerConfig{Heartbeat: cfg.Heartbeat, Buffer: cfg.StreamBuffer, Logger: a.log})
+	a.services, err = services.New(services.Config{
+		Store:        a.store,
+		Streamer:     a.streamer,
+		Hub:          a.hub,
+		Presence:     a.presence,
+		Login:        a.auth.Login,
+		Tokens:       a.auth.Tokens,
+		Sessions:     a.auth.Sessions,
+		Auth:         a.auth.Service,
+		Services:     serviceCreds,
+		SessionCheck: cfg.SessionCheck,
+		Logger:       a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SMTPAddr != "" && cfg.MailDomain == "" {
+		return nil, errors.New("mail: -mail-domain is required with -smtp-addr")
+	}
+	a.worker = sync.NewWorker(a.pool, notify.Handlers(a.store, notify.MailConfig{
+		Addr: cfg.SMTPAddr, From: cfg.MailFrom, Domain: cfg.MailDomain,
+	}, a.log), sync.WorkerConfig{Logger: a.log})
+	a.worker.Start()
+	if !cfg.NoPublish {
+		a.relay.Start()
+	}
+	return a, nil
+}
+
+// database returns the Postgres URL to use, starting a private cluster
+// when no server is reachable and none was configured.
+func (a *App) database(ctx context.Context) (string, error) {
+	if a.cfg.DatabaseURL != "" {
+		return a.cfg.DatabaseURL, nil
+	}
+	local := "postgres://localhost:5432/sluice?sslmode=disable"
+	err := ensureDatabase(ctx, local)
+	if err == nil {
+		a.log.Info("using local postgres", "url", "postgres://localhost:5432/sluice")
+		return local, nil
+	}
+	a.log.Info("no postgres on localhost:5432; starting a private cluster", "reason", err)
+	dir := a.cfg.DataDir
+	if dir == "" {
+		dir = ".sluice"
+	}
+	abs, err := filepath.Abs(filepath.Join(dir, "pg"))
+	if err != nil {
+		return "", err
+	}
+	if a.cluster, err = devpg.Start(ctx, abs, a.log); err != nil {
+		return "", fmt.Errorf("private postgres: %w", err)
+	}
+	return a.cluster.URL(), nil
+}
+
+// ensureDatabase connects to url, creating its database first if the
+// server says it does not exist (SQLSTATE 3D000).
+func ensureDatabase(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" {
+		return err
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return err
+	}
+	db := cfg.Database
+	cfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		if !errors.As(err, &pgErr) || pgErr.Code != "42P04" {
+			return fmt.Errorf("create database: %w", err)
+		}
+	}
+	return nil
+}
+
+// migrate applies the schema migrations.
+func migrate(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connect for migrations: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := migrations.Migrate(ctx, conn); err != nil {
+		return err
+	}
+	return nil
+}
+
+// connectNATS connects to NATS_URL, or to a NATS server embedded in this
+// process when none is configured.
+func (a *App) connectNATS() (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("sluiced"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			a.log.Warn("nats disconnected", "err", err)
+		}),
+	}
+	if a.cfg.NATSURL != "" {
+		nc, err := nats.Connect(a.cfg.NATSURL, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect nats: %w", err)
+		}
+		return nc, nil
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoSigs: true, NoLog: true, MaxPayload: 8 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats did not start")
+	}
+	a.ns = ns
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect embedded nats: %w", err)
+	}
+	return nc, nil
+}
+
+// Handler returns the HTTP handler of the instance: the services, behind
+// CORS for the configured browser origins, with the verified client
+// certificate's name (mutual TLS) put in the request context.
+func (a *App) Handler() http.Handler {
+	var h http.Handler = a.services.Handler()
+	inner := h
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+			r = r.WithContext(authz.WithPeerCertName(r.Context(), cn))
+		}
+		inner.ServeHTTP(w, r)
+	})
+	if origins := a.file.CORS.Origins; len(origins) > 0 {
+		h = cors.New(cors.Options{
+			AllowedOrigins: origins,
+			AllowedMethods: connectcors.AllowedMethods(),
+			AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
+			ExposedHeaders: connectcors.ExposedHeaders(),
+			MaxAge:         7200,
+		}).Handler(h)
+	}
+	return h
+}
+
+// tlsConfig returns the TLS configuration, or nil to serve h2c.
+func (a *App) tlsConfig() (*tls.Config, error) {
+	certFile, keyFile, caFile := a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSClientCA
+	if certFile == "" && keyFile == "" {
+		certFile, keyFile = a.file.TLS.Cert, a.file.TLS.Key
+	}
+	if caFile == "" {
+		caFile = a.file.TLS.ClientCA
+	}
+	if certFile == "" && keyFile == "" {
+		if caFile != "" {
+			return nil, errors.New("tls: a client CA needs a server certificate and key")
+		}
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("tls: both the certificate and the key are required")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("tls client ca: no certificate found")
+		}
+		tc.ClientCAs = pool
+		// Users authenticate with tokens; only services present certificates.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// Serve serves on ln until Shutdown: HTTPS (HTTP/2 and 1.1) when TLS is
+// configured, else HTTP/1.1 and h2c (development, or behind a terminating
+// proxy). There is no server-wide read or write timeout: it would cut
+// streams.
+func (a *App) Serve(ln net.Listener) error {
+	tc, err := a.tlsConfig()
+	if err != nil {
+		return err
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	if tc != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// Many streams share one client connection (a backend, a proxy).
+		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 4096},
+		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		TLSConfig: tc,
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	// Serve and Shutdown may run on different goroutines, in either order.
+	a.httpMu.Lock()
+	if a.stopping {
+		a.httpMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	a.http = srv
+	a.httpMu.Unlock()
+	err = srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops in reverse order: stop accepting, end streams (with
+// Unavailable, "resume"), drain NATS, close the pool, stop what Open
+// started. Calls after the first return the first call's result.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.shutdown(ctx) })
+	return a.stopErr
+}
+
+func (a *App) shutdown(ctx context.Context) error {
+	var err error
+	a.httpMu.Lock()
+	a.stopping = true
+	srv := a.http
+	a.httpMu.Unlock()
+	if srv != nil {
+		done := make(chan error, 1)
+		go func() { done <- srv.Shutdown(ctx) }()
+		a.services.Shutdown()
+		err = <-done
+	} else if a.services != nil {
+		a.services.Shutdown()
+	}
+	a.close(ctx)
+	return err
+}
+
+func (a *App) close(ctx context.Context) {
+	if a.relay != nil {
+		a.relay.Close()
+	}
+	if a.worker != nil {
+		a.worker.Close()
+	}
+	if a.pub != nil {
+		a.pub.Close()
+	}
+	if a.presence != nil {
+		a.presence.Close() // signals leave while NATS is still up
+	}
+	if a.hub != nil {
+		a.hub.Close()
+	}
+	if a.nc != nil {
+		_ = a.nc.Drain()
+		for a.nc.IsDraining() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		a.nc.Close()
+	}
+	if a.pool != nil {
+		a.pool.Close()
+	}
+	if a.ns != nil {
+		a.ns.Shutdown()
+		a.ns.WaitForShutdown()
+	}
+	if a.auth != nil {
+		a.auth.Close()
+	}
+	if a.cluster != nil {
+		if err := a.cluster.Stop(ctx); err != nil {
+			a.log.Warn("stop private postgres", "err", err)
+		}
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

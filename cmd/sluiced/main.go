@@ -1,0 +1,239 @@
+// Command sluiced is the Sluice server.
+//
+//	sluiced                 serve on :8080 (same as `sluiced serve`)
+//	sluiced serve [flags]   serve
+//	sluiced migrate         apply database migrations and exit
+//	sluiced policy          print the policy table and read rules
+//	sluiced seed [flags]    create demo data through the RPCs (development users)
+//	sluiced hash-password   read a password on stdin, print its argon2id hash
+//	sluiced service-credential NAME
+//	                        print a new service token and its config entry
+//
+// Configuration comes from flags, with environment variables as defaults:
+// DATABASE_URL, NATS_URL, SLUICE_ADDR, SLUICE_USERS, SLUICE_NATS_PREFIX,
+// SLUICE_DATA_DIR, SLUICE_LOG_LEVEL, SLUICE_CONFIG, SLUICE_TLS_CERT,
+// SLUICE_TLS_KEY, SLUICE_TLS_CLIENT_CA, SLUICE_SMTP_ADDR, SLUICE_MAIL_FROM,
+// SLUICE_MAIL_DOMAIN.
+package main
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/authz"
+	"github.com/sluicehq/sluice/services"
+	"github.com/sluicehq/sluice/services/auth"
+)
+
+// devUsers is the development users file: userA, userB, userC and admin
+// with the deepstream tutorial's passwords. Development only.
+//
+//go:embed devusers.yml
+var devUsers []byte
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sluiced:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "migrate":
+		return migrateCmd(ctx, args, stderr)
+	case "policy":
+		return printPolicy(stdout)
+	case "seed":
+		return seedCmd(ctx, args, stdout, stderr)
+	case "hash-password":
+		return hashPassword(stdin, stdout)
+	case "service-credential":
+		return serviceCredential(args, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: sluiced [serve|migrate|policy|seed|hash-password|service-credential] [flags]")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (serve, migrate, policy, seed, hash-password, service-credential)", cmd)
+}
+
+// flags binds the configuration flags, with environment defaults.
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := &Config{}
+	fs.StringVar(&cfg.Addr, "addr", envOr("SLUICE_ADDR", ":8080"), "listen address (SLUICE_ADDR)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (DATABASE_URL); default localhost:5432/sluice, else a private cluster under -data-dir")
+	fs.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("NATS_URL"), "NATS URL (NATS_URL); default: embedded in the process")
+	fs.StringVar(&cfg.NATSPrefix, "nats-prefix", envOr("SLUICE_NATS_PREFIX", "sluice"), "NATS subject prefix shared by one deployment (SLUICE_NATS_PREFIX)")
+	fs.StringVar(&cfg.UsersFile, "users", os.Getenv("SLUICE_USERS"), "users file, YAML or JSON in deepstream's shape (SLUICE_USERS); default: the development users")
+	fs.StringVar(&cfg.ConfigFile, "config", os.Getenv("SLUICE_CONFIG"), "config file, YAML: auth chain, sessions, throttling, services, TLS, CORS (SLUICE_CONFIG); see docs/sluice.example.yml")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", os.Getenv("SLUICE_TLS_CERT"), "TLS certificate file: serve HTTPS (SLUICE_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", os.Getenv("SLUICE_TLS_KEY"), "TLS key file (SLUICE_TLS_KEY)")
+	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", os.Getenv("SLUICE_TLS_CLIENT_CA"), "CA for client certificates of service principals (mutual TLS) (SLUICE_TLS_CLIENT_CA)")
+	fs.StringVar(&cfg.SMTPAddr, "smtp-addr", os.Getenv("SLUICE_SMTP_ADDR"), "SMTP server host:port for notification e-mail; empty disables e-mail (SLUICE_SMTP_ADDR)")
+	fs.StringVar(&cfg.MailFrom, "mail-from", os.Getenv("SLUICE_MAIL_FROM"), "sender of notification e-mail; default noreply@<mail-domain> (SLUICE_MAIL_FROM)")
+	fs.StringVar(&cfg.MailDomain, "mail-domain", os.Getenv("SLUICE_MAIL_DOMAIN"), "recipients are <user id>@<mail-domain> (SLUICE_MAIL_DOMAIN)")
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("SLUICE_DATA_DIR", ".sluice"), "directory of the private Postgres cluster (SLUICE_DATA_DIR)")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", 24*time.Hour, "session lifetime")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "stream heartbeat interval")
+	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "change history retention")
+	fs.Int64Var(&cfg.KeepPerScope, "keep-per-scope", 10000, "changes kept per scope")
+	level := fs.String("log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SLUICE_LOG_LEVEL)")
+	return fs, cfg, level
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, cfg, level := flags("serve", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app, err := Open(ctx, *cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = app.Shutdown(sctx)
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("sluiced serving", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- app.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if serr := app.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, cfg, level := flags("migrate", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level, stderr)
+	if err != nil {
+		return err
+	}
+	a := &App{cfg: *cfg, log: log}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.close(sctx)
+	}()
+	url, err := a.database(ctx)
+	if err != nil {
+		return err
+	}
+	if err := migrate(ctx, url); err != nil {
+		return err
+	}
+	log.Info("migrations applied")
+	return nil
+}
+
+func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg, level := flags("seed", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	app, err := Open(ctx, *cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = app.Shutdown(sctx)
+	}()
+	return seed(ctx, app, stdout)
+}
+
+func printPolicy(w io.Writer) error {
+	table, reads, err := services.NewPolicyTable(nil)
+	if err != nil {
+		return err
+	}
+	if err := table.Print(w); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return reads.Print(w)
+}
+
+func hashPassword(stdin io.Reader, stdout io.Writer) error {
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return errors.New("empty password on stdin")
+	}
+	h, err := auth.HashPassword(pw, auth.DefaultArgon2)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, h)
+	return nil
+}
+
+func serviceCredential(args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] == "" {
+		return errors.New("usage: sluiced service-credential NAME")
+	}
+	token, hash, err := authz.NewServiceToken()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# Give the token to the service (Authorization: Bearer <token>); keep it secret:\n%s\n\n", token)
+	fmt.Fprintf(stdout, "# Add to the config file (only the hash is stored):\nservices:\n  - name: %s\n    secret_hash: %q\n", args[0], hash)
+	return nil
+}

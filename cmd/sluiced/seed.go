@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
+	"github.com/sluicehq/sluice/gen/sluice/auth/v1/authv1connect"
+	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
+	"github.com/sluicehq/sluice/gen/sluice/channel/v1/channelv1connect"
+	colorv1 "github.com/sluicehq/sluice/gen/sluice/color/v1"
+	"github.com/sluicehq/sluice/gen/sluice/color/v1/colorv1connect"
+	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
+	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
+	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
+	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
+)
+
+// seedUser is one development user's view of the in-process server.
+type seedUser struct {
+	id    string
+	token string
+	org   orgv1connect.OrgServiceClient
+	ch    channelv1connect.ChannelServiceClient
+	msg   messagev1connect.MessageServiceClient
+	color colorv1connect.ColorServiceClient
+}
+
+type seedBearer struct{ token *string }
+
+func (b seedBearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+*b.token)
+		return next(ctx, req)
+	}
+}
+func (b seedBearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+func (b seedBearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// seed creates demo data through the public RPCs, as the development users
+// (userA, userB, userC, admin), so every policy and validation applies:
+// an organization "Acme" owned by admin with userA (admin), userB (member)
+// and userC (guest), channels #general and #random with a few messages, and
+// color permissions for userA.
+func seed(ctx context.Context, app *App, out io.Writer) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go app.Serve(ln) //nolint:errcheck // ended by the caller's Shutdown
+	base := "http://" + ln.Addr().String()
+	hc := &http.Client{Timeout: 30 * time.Second}
+	users := map[string]*seedUser{}
+	for name, pw := range map[string]string{"admin": "admin-pass", "userA": "usera-pass", "userB": "userb-pass", "userC": "userc-pass"} {
+		res, err := authv1connect.NewAuthServiceClient(hc, base).Login(ctx, connect.NewRequest(&authv1.LoginRequest{Username: name, Password: pw}))
+		if err != nil {
+			return fmt.Errorf("seed needs the development users: login %s: %w", name, err)
+		}
+		u := &seedUser{id: name, token: res.Msg.GetToken()}
+		opt := connect.WithInterceptors(seedBearer{token: &u.token})
+		u.org = orgv1connect.NewOrgServiceClient(hc, base, opt)
+		u.ch = channelv1connect.NewChannelServiceClient(hc, base, opt)
+		u.msg = messagev1connect.NewMessageServiceClient(hc, base, opt)
+		u.color = colorv1connect.NewColorServiceClient(hc, base, opt)
+		users[name] = u
+	}
+	admin := users["admin"]
+	o, err := admin.org.CreateOrg(ctx, connect.NewRequest(&orgv1.CreateOrgRequest{Name: "Acme"}))
+	if err != nil {
+		return fmt.Errorf("create org: %w", err)
+	}
+	orgID := o.Msg.GetOrg().GetId()
+	for user, role := range map[string]orgv1.Role{"userA": orgv1.Role_ROLE_ADMIN, "userB": orgv1.Role_ROLE_MEMBER, "userC": orgv1.Role_ROLE_GUEST} {
+		if _, err := admin.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: user, Role: role})); err != nil {
+			return fmt.Errorf("add %s: %w", user, err)
+		}
+	}
+	channels := map[string]string{}
+	for _, name := range []string{"general", "random"} {
+		c, err := admin.ch.CreateChannel(ctx, connect.NewRequest(&channelv1.CreateChannelRequest{OrgId: orgID, Name: name}))
+		if err != nil {
+			return fmt.Errorf("create #%s: %w", name, err)
+		}
+		channels[name] = c.Msg.GetChannel().GetId()
+		for _, u := range []string{"userA", "userB"} {
+			if _, err := users[u].ch.JoinChannel(ctx, connect.NewRequest(&channelv1.JoinChannelRequest{ChannelId: channels[name]})); err != nil {
+				return fmt.Errorf("%s joins #%s: %w", u, name, err)
+			}
+		}
+	}
+	for _, m := range []struct{ user, channel, text string }{
+		{"admin", "general", "Welcome to Acme!"},
+		{"userA", "general", "Hi all, glad to be here."},
+		{"userB", "general", "Hello! Anyone up for lunch?"},
+		{"userA", "random", "Sluice streams every change live."},
+	} {
+		if _, err := users[m.user].msg.PostMessage(ctx, connect.NewRequest(&messagev1.PostMessageRequest{ChannelId: channels[m.channel], Text: m.text})); err != nil {
+			return fmt.Errorf("post: %w", err)
+		}
+	}
+	for _, c := range []colorv1.Color{colorv1.Color_COLOR_RED, colorv1.Color_COLOR_GREEN} {
+		if _, err := admin.color.SetPermission(ctx, connect.NewRequest(&colorv1.SetPermissionRequest{UserId: "userA", Color: c, Allowed: true})); err != nil {
+			return fmt.Errorf("set permission: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "seeded organization %s (Acme): #general %s, #random %s; userA may set red and green\n", orgID, channels["general"], channels["random"])
+	return nil
+}

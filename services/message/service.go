@@ -1,0 +1,345 @@
+// Package message is the MessageService: messages in channel scopes.
+package message
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/sluicehq/sluice/authz"
+	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
+	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
+	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
+	"github.com/sluicehq/sluice/services/access"
+	"github.com/sluicehq/sluice/services/edge"
+	m "github.com/sluicehq/sluice/services/membership"
+	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/sync"
+)
+
+// Page sizes of ListMessages.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 200
+)
+
+// Signals publishes ephemeral events (sync.Hub in production).
+type Signals interface {
+	PublishEphemeral(scope, kind, from string) error
+}
+
+// Service implements sluice.message.v1.MessageService.
+type Service struct {
+	store    *sync.Store
+	policies *authz.Table
+	loader   *access.Loader
+	signals  Signals
+	valid    *edge.Validator
+}
+
+var _ messagev1connect.MessageServiceHandler = (*Service)(nil)
+
+// NewService returns the MessageService.
+func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator) *Service {
+	return &Service{store: store, policies: policies, loader: loader, signals: signals, valid: valid}
+}
+
+// member allows members of the channel; others learn nothing.
+func member(ctx context.Context, p *authz.Principal, r authz.Resource, f authz.Facts) error {
+	ch := r.Params["channel_id"]
+	in, err := m.InChannel(ctx, f, ch, p.ID)
+	if err != nil {
+		return err
+	}
+	if !in {
+		return authz.Hide("channel-member", "not a member of channel "+ch)
+	}
+	return nil
+}
+
+// author allows channel members on their own messages; with
+// r.Params["managers"] == "yes", also the organization's owners and admins.
+func author(ctx context.Context, p *authz.Principal, r authz.Resource, f authz.Facts) error {
+	if err := member(ctx, p, r, f); err != nil {
+		return err
+	}
+	msg := &messagev1.Message{}
+	found, err := f.Get(ctx, r.Key, msg)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return authz.Hide("message", "no such message")
+	}
+	if msg.GetAuthor() == p.ID && !msg.GetSystem() {
+		return nil
+	}
+	if r.Params["managers"] == "yes" {
+		org, _ := m.OrgOfChannel(r.Params["channel_id"])
+		role, err := m.Role(ctx, f, org, p.ID)
+		if err != nil {
+			return err
+		}
+		if m.IsManager(role) {
+			return nil
+		}
+	}
+	return authz.Deny("message-author", "only the author may change this message")
+}
+
+func withManagers(ctx context.Context, p *authz.Principal, r authz.Resource, f authz.Facts) error {
+	r.Params = map[string]string{"channel_id": r.Params["channel_id"], "managers": "yes"}
+	return author(ctx, p, r, f)
+}
+
+func resolveChannel(_ *authz.Principal, q authz.Question) authz.Resource {
+	ch := q.Params["channel_id"]
+	return authz.Resource{Scope: m.ChannelKey(ch), Params: map[string]string{"channel_id": ch}}
+}
+
+func resolveKey(_ *authz.Principal, q authz.Question) authz.Resource {
+	ch, _ := m.ChannelOfMessage(q.Key)
+	return authz.Resource{Key: q.Key, Scope: m.ChannelKey(ch), Params: map[string]string{"channel_id": ch}}
+}
+
+// Policies returns the policy of every MessageService procedure.
+func Policies() []authz.Policy {
+	return []authz.Policy{
+		{Procedure: messagev1connect.MessageServicePostMessageProcedure, Action: "message.post",
+			Description: "members of the channel", Check: member, Resolve: resolveChannel},
+		{Procedure: messagev1connect.MessageServiceEditMessageProcedure, Action: "message.edit",
+			Description: "the message's author, while a member of the channel", Check: author, Resolve: resolveKey},
+		{Procedure: messagev1connect.MessageServiceDeleteMessageProcedure, Action: "message.delete",
+			Description: "the message's author, or owners and admins of the organization, while members of the channel", Check: withManagers, Resolve: resolveKey},
+		{Procedure: messagev1connect.MessageServiceSendTypingProcedure, Action: "message.typing",
+			Description: "members of the channel (the same rule as posting)", Check: member, Resolve: resolveChannel},
+		{Procedure: messagev1connect.MessageServiceListMessagesProcedure, Action: "message.list",
+			Description: "members of the channel", Check: member, Resolve: resolveChannel},
+	}
+}
+
+type postCmd struct {
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
+	Text      string `field:"text" validate:"required,utf8,min=1,max=4000"`
+}
+
+// PostMessage posts a message to a channel; mentioned members are
+// notified.
+func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev1.PostMessageRequest]) (*connect.Response[messagev1.PostMessageResponse], error) {
+	cmd := postCmd{ChannelID: req.Msg.GetChannelId(), Text: req.Msg.GetText()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	p := authz.PrincipalFrom(ctx)
+	if p == nil {
+		return nil, authz.ErrUnauthenticated
+	}
+	scope := m.ChannelKey(cmd.ChannelID)
+	msg := &messagev1.Message{Id: sync.NewID(), ChannelId: cmd.ChannelID, Author: p.ID, Text: cmd.Text}
+	res := authz.Resource{Key: m.MessageKey(cmd.ChannelID, msg.Id), Scope: scope, Params: map[string]string{"channel_id": cmd.ChannelID}}
+	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServicePostMessageProcedure, res, access.TxFacts(tx)); err != nil {
+			return err
+		}
+		ch := &channelv1.Channel{}
+		if _, err := tx.Get(ctx, scope, ch); err != nil {
+			return err
+		}
+		if ch.GetArchived() {
+			return edge.Precondition("the channel is archived")
+		}
+		if _, err := tx.Put(ctx, res.Key, scope, msg); err != nil {
+			return err
+		}
+		// Mentioned members who can read the channel get a notification
+		// (and an e-mail): jobs committed with the message, so neither is
+		// lost nor sent for a message that was not written.
+		for _, user := range Mentions(cmd.Text) {
+			if user == p.ID {
+				continue
+			}
+			if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, sync.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if err := tx.Enqueue(ctx, notify.KindMention, notify.Mention{
+				UserID: user, ChannelID: cmd.ChannelID, MessageKey: res.Key, Author: p.ID, Text: cmd.Text,
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	posted := &messagev1.Message{} // from the change: a replay returns the original
+	if err := changes[0].DecodeInto(posted); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&messagev1.PostMessageResponse{Message: posted, Written: changes[0].RecordVersion()}), nil
+}
+
+// MaxMentions bounds the users one message notifies.
+const MaxMentions = 20
+
+var mentionRE = regexp.MustCompile(`(^|[^\w@])@([A-Za-z0-9][A-Za-z0-9_.-]{0,63})`)
+
+// Mentions returns the distinct user ids mentioned as @id in text, in
+// order, at most MaxMentions. A trailing '.' or '-' is punctuation.
+func Mentions(text string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, sm := range mentionRE.FindAllStringSubmatch(text, -1) {
+		id := strings.TrimRight(sm[2], ".-")
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, id)
+		if len(out) == MaxMentions {
+			break
+		}
+	}
+	return out
+}
+
+type keyCmd struct {
+	Key string `field:"key" validate:"required,maxbytes=200,startswith=message/"`
+}
+
+// decodeKey validates a message key and returns its channel.
+func (s *Service) decodeKey(key string) (string, error) {
+	if err := s.valid.Struct(keyCmd{Key: key}); err != nil {
+		return "", err
+	}
+	ch, ok := m.ChannelOfMessage(key)
+	if !ok {
+		return "", edge.Invalid("key", "is not a message key")
+	}
+	return ch, nil
+}
+
+type editCmd struct {
+	Text string `field:"text" validate:"required,utf8,min=1,max=4000"`
+}
+
+// EditMessage changes the text of the caller's own message.
+func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev1.EditMessageRequest]) (*connect.Response[messagev1.EditMessageResponse], error) {
+	ch, err := s.decodeKey(req.Msg.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.valid.Struct(editCmd{Text: req.Msg.GetText()}); err != nil {
+		return nil, err
+	}
+	p := authz.PrincipalFrom(ctx)
+	if p == nil {
+		return nil, authz.ErrUnauthenticated
+	}
+	key := req.Msg.GetKey()
+	res := resolveKey(p, authz.Question{Key: key})
+	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceEditMessageProcedure, res, access.TxFacts(tx)); err != nil {
+			return err
+		}
+		msg := &messagev1.Message{}
+		if _, err := tx.Get(ctx, key, msg); err != nil {
+			return err
+		}
+		msg.Text, msg.Edited = req.Msg.GetText(), true
+		_, err := tx.Put(ctx, key, m.ChannelKey(ch), msg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&messagev1.EditMessageResponse{Written: changes[0].RecordVersion()}), nil
+}
+
+// DeleteMessage deletes a message; streams get a tombstone.
+func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messagev1.DeleteMessageRequest]) (*connect.Response[messagev1.DeleteMessageResponse], error) {
+	if _, err := s.decodeKey(req.Msg.GetKey()); err != nil {
+		return nil, err
+	}
+	p := authz.PrincipalFrom(ctx)
+	if p == nil {
+		return nil, authz.ErrUnauthenticated
+	}
+	key := req.Msg.GetKey()
+	res := resolveKey(p, authz.Question{Key: key})
+	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceDeleteMessageProcedure, res, access.TxFacts(tx)); err != nil {
+			return err
+		}
+		_, err := tx.Delete(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&messagev1.DeleteMessageResponse{Written: changes[0].RecordVersion()}), nil
+}
+
+type listCmd struct {
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
+	AfterSeq  int64  `field:"after_seq" validate:"gte=0"`
+	Limit     int32  `field:"limit" validate:"gte=0,lte=200"`
+}
+
+// ListMessages pages through a channel's current messages in seq order.
+func (s *Service) ListMessages(ctx context.Context, req *connect.Request[messagev1.ListMessagesRequest]) (*connect.Response[messagev1.ListMessagesResponse], error) {
+	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), AfterSeq: req.Msg.GetAfterSeq(), Limit: req.Msg.GetLimit()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	limit := int(cmd.Limit)
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	res := authz.Resource{Scope: m.ChannelKey(cmd.ChannelID), Params: map[string]string{"channel_id": cmd.ChannelID}}
+	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceListMessagesProcedure, res, s.loader.Facts()); err != nil {
+		return nil, err
+	}
+	recs, more, err := s.store.Page(ctx, m.ChannelKey(cmd.ChannelID), m.MessagePrefix(cmd.ChannelID), cmd.AfterSeq, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := &messagev1.ListMessagesResponse{HasMore: more, NextAfterSeq: cmd.AfterSeq}
+	for i := range recs {
+		r, err := recs[i].Record()
+		if err != nil {
+			return nil, err
+		}
+		out.Messages = append(out.Messages, r)
+		out.NextAfterSeq = r.GetSeq()
+	}
+	return connect.NewResponse(out), nil
+}
+
+type typingCmd struct {
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
+}
+
+// SendTyping signals the channel's streams that the caller is typing.
+// Nothing is stored.
+func (s *Service) SendTyping(ctx context.Context, req *connect.Request[messagev1.SendTypingRequest]) (*connect.Response[messagev1.SendTypingResponse], error) {
+	cmd := typingCmd{ChannelID: req.Msg.GetChannelId()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	res := authz.Resource{Scope: m.ChannelKey(cmd.ChannelID), Params: map[string]string{"channel_id": cmd.ChannelID}}
+	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceSendTypingProcedure, res, s.loader.Facts()); err != nil {
+		return nil, err
+	}
+	p := authz.PrincipalFrom(ctx)
+	if err := s.signals.PublishEphemeral(m.ChannelKey(cmd.ChannelID), "typing", p.ID); err != nil {
+		return nil, fmt.Errorf("publish typing: %w", err)
+	}
+	return connect.NewResponse(&messagev1.SendTypingResponse{}), nil
+}

@@ -1,0 +1,407 @@
+// Package org is the OrgService: organizations, their members and roles.
+package org
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+
+	"github.com/sluicehq/sluice/authz"
+	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
+	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
+	"github.com/sluicehq/sluice/services/access"
+	"github.com/sluicehq/sluice/services/edge"
+	m "github.com/sluicehq/sluice/services/membership"
+	"github.com/sluicehq/sluice/sync"
+)
+
+// Service implements sluice.org.v1.OrgService.
+type Service struct {
+	store    *sync.Store
+	policies *authz.Table
+	valid    *edge.Validator
+}
+
+var _ orgv1connect.OrgServiceHandler = (*Service)(nil)
+
+// NewService returns the OrgService.
+func NewService(store *sync.Store, policies *authz.Table, valid *edge.Validator) *Service {
+	return &Service{store: store, policies: policies, valid: valid}
+}
+
+var roleNames = map[orgv1.Role]string{
+	orgv1.Role_ROLE_OWNER: "owner", orgv1.Role_ROLE_ADMIN: "admin",
+	orgv1.Role_ROLE_MEMBER: "member", orgv1.Role_ROLE_GUEST: "guest",
+}
+
+// manage allows owners and admins of the organization; only owners may
+// grant, take or touch the owner role. Non-members learn nothing.
+func manage(ctx context.Context, p *authz.Principal, r authz.Resource, f authz.Facts) error {
+	org := r.Params["org_id"]
+	actor, err := m.Role(ctx, f, org, p.ID)
+	if err != nil {
+		return err
+	}
+	if actor == orgv1.Role_ROLE_UNSPECIFIED {
+		return authz.Hide("org-member", "not a member of org "+org)
+	}
+	target, err := m.Role(ctx, f, org, r.Params["user_id"])
+	if err != nil {
+		return err
+	}
+	self := r.Params["user_id"] == p.ID
+	if r.Params["action"] == "remove" && self {
+		return nil // anyone may leave (the last owner is refused in the handler)
+	}
+	if !m.IsManager(actor) {
+		return authz.Deny("org-manager", "only owners and admins manage members")
+	}
+	if (r.Params["role"] == "owner" || target == orgv1.Role_ROLE_OWNER) && actor != orgv1.Role_ROLE_OWNER {
+		return authz.Deny("org-owner", "only owners grant, take or remove the owner role")
+	}
+	return nil
+}
+
+// resolve builds the resource of a membership change as the handlers do.
+func resolve(action string) func(*authz.Principal, authz.Question) authz.Resource {
+	return func(_ *authz.Principal, q authz.Question) authz.Resource {
+		org, user := q.Params["org_id"], q.Params["user_id"]
+		return authz.Resource{Key: m.OrgMemberKey(org, user), Scope: m.OrgKey(org),
+			Params: map[string]string{"org_id": org, "user_id": user, "role": q.Params["role"], "action": action}}
+	}
+}
+
+// Policies returns the policy of every OrgService procedure.
+func Policies() []authz.Policy {
+	return []authz.Policy{
+		{Procedure: orgv1connect.OrgServiceCreateTeamProcedure, Action: "org.create_team",
+			Description: "owners and admins of the organization", Check: manage, Resolve: resolve("team")},
+		{Procedure: orgv1connect.OrgServiceAddTeamMemberProcedure, Action: "org.add_team_member",
+			Description: "owners and admins of the organization", Check: manage, Resolve: resolve("team")},
+		{Procedure: orgv1connect.OrgServiceRemoveTeamMemberProcedure, Action: "org.remove_team_member",
+			Description: "owners and admins, or the member themselves", Check: manage, Resolve: resolve("remove")},
+		{Procedure: orgv1connect.OrgServiceListMyOrgsProcedure, Action: "org.list_mine",
+			Description: "any authenticated user, about their own memberships"},
+		{Procedure: orgv1connect.OrgServiceCreateOrgProcedure, Action: "org.create",
+			Description: "any authenticated user; they become its owner"},
+		{Procedure: orgv1connect.OrgServiceAddMemberProcedure, Action: "org.add_member",
+			Description: "owners and admins of the organization; only owners add owners", Check: manage, Resolve: resolve("add")},
+		{Procedure: orgv1connect.OrgServiceChangeRoleProcedure, Action: "org.change_role",
+			Description: "owners and admins; only owners grant or take the owner role", Check: manage, Resolve: resolve("change")},
+		{Procedure: orgv1connect.OrgServiceRemoveMemberProcedure, Action: "org.remove_member",
+			Description: "owners and admins (only owners remove owners), or the member themselves", Check: manage, Resolve: resolve("remove")},
+	}
+}
+
+type createCmd struct {
+	Name string `field:"name" validate:"required,utf8,nocontrol,min=1,max=100"`
+}
+
+// CreateOrg creates an organization owned by the caller.
+func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.CreateOrgRequest]) (*connect.Response[orgv1.CreateOrgResponse], error) {
+	cmd := createCmd{Name: req.Msg.GetName()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	if err := s.policies.Authorize(ctx, orgv1connect.OrgServiceCreateOrgProcedure, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	p := authz.PrincipalFrom(ctx)
+	o := &orgv1.Org{Id: sync.NewID(), Name: cmd.Name, CreatedBy: p.ID}
+	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+		key := m.OrgKey(o.Id)
+		if _, err := tx.Put(ctx, key, key, o); err != nil {
+			return err
+		}
+		if _, err := tx.Put(ctx, m.OrgMemberKey(o.Id, p.ID), key, &orgv1.Member{OrgId: o.Id, UserId: p.ID, Role: orgv1.Role_ROLE_OWNER}); err != nil {
+			return err
+		}
+		return m.UpdateUserOrgs(ctx, tx, p.ID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, o.Id, orgv1.Role_ROLE_OWNER) })
+	})
+	if err != nil {
+		return nil, err
+	}
+	created := &orgv1.Org{} // from the change: a replay returns the original org
+	if err := changes[0].DecodeInto(created); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.CreateOrgResponse{Org: created, Written: changes[0].RecordVersion()}), nil
+}
+
+type memberCmd struct {
+	OrgID  string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	Role   string `field:"role" validate:"required,oneof=owner admin member guest"`
+}
+
+func (s *Service) decode(orgID, userID string, role orgv1.Role, needRole bool) (memberCmd, error) {
+	cmd := memberCmd{OrgID: orgID, UserID: userID, Role: roleNames[role]}
+	if !needRole {
+		cmd.Role = "member" // not part of the request
+	}
+	return cmd, s.valid.Struct(cmd)
+}
+
+// write runs a membership change: authorize over locked facts, then fn.
+func (s *Service) write(ctx context.Context, procedure, action string, cmd memberCmd, fn func(ctx context.Context, tx *sync.Tx) (sync.Change, error)) (sync.Change, error) {
+	p := authz.PrincipalFrom(ctx)
+	if p == nil {
+		return sync.Change{}, authz.ErrUnauthenticated
+	}
+	res := authz.Resource{Key: m.OrgMemberKey(cmd.OrgID, cmd.UserID), Scope: m.OrgKey(cmd.OrgID),
+		Params: map[string]string{"org_id": cmd.OrgID, "user_id": cmd.UserID, "role": cmd.Role, "action": action}}
+	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+		if err := s.policies.AuthorizeWith(ctx, procedure, res, access.TxFacts(tx)); err != nil {
+			return err
+		}
+		_, err := fn(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return sync.Change{}, err
+	}
+	// The membership change is the last one (channel memberships a removal
+	// takes along come first); from the changes, so a replay answers alike.
+	return changes[len(changes)-1], nil
+}
+
+// owners counts the owners of org, locking their membership rows.
+func owners(ctx context.Context, tx *sync.Tx, org string) (int, error) {
+	keys, err := tx.KeysMatching(ctx, "orgmember/"+org+"/", "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		mem := &orgv1.Member{}
+		if _, err := tx.Get(ctx, k, mem); err != nil {
+			return 0, err
+		}
+		if mem.GetRole() == orgv1.Role_ROLE_OWNER {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// AddMember adds a user to an organization with a role.
+func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddMemberRequest]) (*connect.Response[orgv1.AddMemberResponse], error) {
+	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, "add", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
+		if _, err := tx.Get(ctx, key, nil); err == nil {
+			return sync.Change{}, edge.Precondition("already a member; use ChangeRole")
+		} else if !errors.Is(err, sync.ErrNotFound) {
+			return sync.Change{}, err
+		}
+		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, req.Msg.GetRole()) }); err != nil {
+			return sync.Change{}, err
+		}
+		return tx.Put(ctx, key, m.OrgKey(cmd.OrgID), &orgv1.Member{OrgId: cmd.OrgID, UserId: cmd.UserID, Role: req.Msg.GetRole()})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.AddMemberResponse{Written: c.RecordVersion()}), nil
+}
+
+// ChangeRole changes a member's role; the last owner keeps theirs.
+func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.ChangeRoleRequest]) (*connect.Response[orgv1.ChangeRoleResponse], error) {
+	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, "change", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
+		mem := &orgv1.Member{}
+		if _, err := tx.Get(ctx, key, mem); err != nil {
+			return sync.Change{}, err
+		}
+		if mem.GetRole() == orgv1.Role_ROLE_OWNER && req.Msg.GetRole() != orgv1.Role_ROLE_OWNER {
+			n, err := owners(ctx, tx, cmd.OrgID)
+			if err != nil {
+				return sync.Change{}, err
+			}
+			if n <= 1 {
+				return sync.Change{}, edge.Precondition("an organization keeps at least one owner")
+			}
+		}
+		mem.Role = req.Msg.GetRole()
+		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, mem.Role) }); err != nil {
+			return sync.Change{}, err
+		}
+		return tx.Put(ctx, key, m.OrgKey(cmd.OrgID), mem)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.ChangeRoleResponse{Written: c.RecordVersion()}), nil
+}
+
+// RemoveMember removes a member and, in the same transaction, their
+// memberships of the organization's channels: their streams on the
+// organization and its channels are revoked.
+func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.RemoveMemberRequest]) (*connect.Response[orgv1.RemoveMemberResponse], error) {
+	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), 0, false)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, "remove", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
+		mem := &orgv1.Member{}
+		if _, err := tx.Get(ctx, key, mem); err != nil {
+			return sync.Change{}, err
+		}
+		if mem.GetRole() == orgv1.Role_ROLE_OWNER {
+			n, err := owners(ctx, tx, cmd.OrgID)
+			if err != nil {
+				return sync.Change{}, err
+			}
+			if n <= 1 {
+				return sync.Change{}, edge.Precondition("the last owner cannot leave the organization")
+			}
+		}
+		chans, err := tx.KeysMatching(ctx, "chanmember/"+cmd.OrgID+".", "/"+cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		teams, err := tx.KeysMatching(ctx, "teammember/"+cmd.OrgID+"/", "/"+cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		for _, k := range append(chans, teams...) {
+			if _, err := tx.Delete(ctx, k); err != nil {
+				return sync.Change{}, err
+			}
+		}
+		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.DropOrg(idx, cmd.OrgID) }); err != nil {
+			return sync.Change{}, err
+		}
+		return tx.Delete(ctx, key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.RemoveMemberResponse{Written: c.RecordVersion()}), nil
+}
+
+// ListMyOrgs lists the caller's organizations and roles.
+func (s *Service) ListMyOrgs(ctx context.Context, _ *connect.Request[orgv1.ListMyOrgsRequest]) (*connect.Response[orgv1.ListMyOrgsResponse], error) {
+	if err := s.policies.Authorize(ctx, orgv1connect.OrgServiceListMyOrgsProcedure, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	p := authz.PrincipalFrom(ctx)
+	mems, err := s.store.Matching(ctx, "orgmember/", "/"+p.ID)
+	if err != nil {
+		return nil, err
+	}
+	res := &orgv1.ListMyOrgsResponse{}
+	keys := make([]string, 0, len(mems))
+	roles := map[string]orgv1.Role{}
+	for i := range mems {
+		mem := &orgv1.Member{}
+		if err := mems[i].DecodeInto(mem); err != nil {
+			return nil, err
+		}
+		if mem.GetUserId() != p.ID { // a user id with "/" cannot match another's suffix, but be exact
+			continue
+		}
+		keys = append(keys, m.OrgKey(mem.GetOrgId()))
+		roles[m.OrgKey(mem.GetOrgId())] = mem.GetRole()
+	}
+	orgs, err := s.store.Records(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i := range orgs {
+		if orgs[i].Deleted {
+			continue
+		}
+		o := &orgv1.Org{}
+		if err := orgs[i].DecodeInto(o); err != nil {
+			return nil, err
+		}
+		res.Orgs = append(res.Orgs, &orgv1.MyOrg{Org: o, Role: roles[orgs[i].Key]})
+	}
+	return connect.NewResponse(res), nil
+}
+
+type teamCmd struct {
+	OrgID string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
+	Name  string `field:"name" validate:"required,utf8,nocontrol,min=1,max=80"`
+}
+
+// CreateTeam creates a team in an organization.
+func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.CreateTeamRequest]) (*connect.Response[orgv1.CreateTeamResponse], error) {
+	cmd := teamCmd{OrgID: req.Msg.GetOrgId(), Name: req.Msg.GetName()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	team := &orgv1.Team{Id: sync.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
+	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, "team", memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		return tx.Put(ctx, m.TeamKey(cmd.OrgID, team.Id), m.OrgKey(cmd.OrgID), team)
+	})
+	if err != nil {
+		return nil, err
+	}
+	created := &orgv1.Team{}
+	if err := c.DecodeInto(created); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.CreateTeamResponse{Team: created, Written: c.RecordVersion()}), nil
+}
+
+type teamMemberCmd struct {
+	OrgID  string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
+	TeamID string `field:"team_id" validate:"required,maxbytes=64,alphanum"`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+}
+
+// AddTeamMember adds a member of the organization to a team.
+func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.AddTeamMemberRequest]) (*connect.Response[orgv1.AddTeamMemberResponse], error) {
+	cmd := teamMemberCmd{OrgID: req.Msg.GetOrgId(), TeamID: req.Msg.GetTeamId(), UserID: req.Msg.GetUserId()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, "team", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		if _, err := tx.Get(ctx, m.TeamKey(cmd.OrgID, cmd.TeamID), nil); err != nil {
+			return sync.Change{}, err
+		}
+		if _, err := tx.Get(ctx, m.OrgMemberKey(cmd.OrgID, cmd.UserID), nil); errors.Is(err, sync.ErrNotFound) {
+			return sync.Change{}, edge.Precondition("only members of the organization join its teams")
+		} else if err != nil {
+			return sync.Change{}, err
+		}
+		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetTeam(idx, cmd.OrgID, cmd.TeamID, true) }); err != nil {
+			return sync.Change{}, err
+		}
+		return tx.Put(ctx, m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID), m.OrgKey(cmd.OrgID),
+			&orgv1.TeamMember{OrgId: cmd.OrgID, TeamId: cmd.TeamID, UserId: cmd.UserID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.AddTeamMemberResponse{Written: c.RecordVersion()}), nil
+}
+
+// RemoveTeamMember removes a user from a team.
+func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[orgv1.RemoveTeamMemberRequest]) (*connect.Response[orgv1.RemoveTeamMemberResponse], error) {
+	cmd := teamMemberCmd{OrgID: req.Msg.GetOrgId(), TeamID: req.Msg.GetTeamId(), UserID: req.Msg.GetUserId()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, "remove", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetTeam(idx, cmd.OrgID, cmd.TeamID, false) }); err != nil {
+			return sync.Change{}, err
+		}
+		return tx.Delete(ctx, m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&orgv1.RemoveTeamMemberResponse{Written: c.RecordVersion()}), nil
+}

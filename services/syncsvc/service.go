@@ -1,0 +1,345 @@
+// Package syncsvc is the SyncService: record streams and reads. It checks
+// read access per target once, then hands the stream to sync.Streamer.
+package syncsvc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluicehq/sluice/authz"
+	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
+	"github.com/sluicehq/sluice/services/access"
+	"github.com/sluicehq/sluice/services/auth"
+	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/sync"
+)
+
+// Limits of one request.
+const (
+	MaxTargets = 256
+	MaxGetKeys = 100
+)
+
+// Config configures the Service. The zero value of each field is a
+// documented default.
+type Config struct {
+	// Presence, when set, tracks who streams which scope of the types in
+	// PresenceTypes and tells streams (EphemeralEvent presence.*).
+	Presence      *sync.Presence
+	PresenceTypes []string
+	// SessionCheck is how often a stream re-checks that its session is
+	// still live. Zero means 5s.
+	SessionCheck time.Duration
+	// Logger receives diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Service implements sluice.sync.v1.SyncService. Call Shutdown to end every
+// open stream with a resumable code.
+type Service struct {
+	store    *sync.Store
+	streamer *sync.Streamer
+	sessions *auth.Sessions
+	policies *authz.Table
+	reads    *authz.ReadRules
+	valid    *edge.Validator
+	scopes   *access.Scopes
+	facts    *access.Loader
+	cfg      Config
+
+	base     context.Context
+	shutdown context.CancelFunc
+}
+
+var _ syncv1connect.SyncServiceHandler = (*Service)(nil)
+
+// NewService returns the SyncService. Keys whose scope scopes knows are
+// resolved without a read; others are looked up in the store. Read rules
+// consult facts through loader.
+func NewService(store *sync.Store, streamer *sync.Streamer, sessions *auth.Sessions, policies *authz.Table, reads *authz.ReadRules, valid *edge.Validator, scopes *access.Scopes, loader *access.Loader, cfg Config) *Service {
+	if cfg.SessionCheck <= 0 {
+		cfg.SessionCheck = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{store: store, streamer: streamer, sessions: sessions, policies: policies, reads: reads, valid: valid, scopes: scopes, facts: loader, cfg: cfg}
+	s.base, s.shutdown = context.WithCancel(context.Background())
+	return s
+}
+
+// Shutdown ends every open stream with Unavailable ("resume"). New streams
+// are refused the same way.
+func (s *Service) Shutdown() { s.shutdown() }
+
+// Policies returns the policy of every SyncService procedure. Per-target
+// access is decided by the read rules.
+func Policies() []authz.Policy {
+	return []authz.Policy{
+		{Procedure: syncv1connect.SyncServiceSubscribeProcedure, Action: "sync.subscribe",
+			Description: "any authenticated principal; each target by its scope's read rule (denied targets: not_found)"},
+		{Procedure: syncv1connect.SyncServiceGetProcedure, Action: "sync.get",
+			Description: "any authenticated principal; unreadable keys are reported missing"},
+	}
+}
+
+type subscribeCmd struct {
+	Records []recordTarget `field:"records" validate:"max=256,dive"`
+	Scopes  []scopeTarget  `field:"scopes" validate:"max=256,dive"`
+}
+
+type recordTarget struct {
+	Key     string `field:"records.key" validate:"required,maxbytes=256,utf8,nocontrol"`
+	Version int64  `field:"records.version" validate:"gte=0"`
+}
+
+type scopeTarget struct {
+	Scope    string `field:"scopes.scope" validate:"required,maxbytes=256,utf8,nocontrol"`
+	AfterSeq int64  `field:"scopes.after_seq" validate:"gte=0"`
+}
+
+// decodeSubscribe turns a request into a validated command.
+func decodeSubscribe(v *edge.Validator, msg *syncv1.SubscribeRequest) (subscribeCmd, error) {
+	cmd := subscribeCmd{}
+	for _, r := range msg.GetRecords() {
+		cmd.Records = append(cmd.Records, recordTarget{Key: r.GetKey(), Version: r.GetVersion()})
+	}
+	for _, sc := range msg.GetScopes() {
+		cmd.Scopes = append(cmd.Scopes, scopeTarget{Scope: sc.GetScope(), AfterSeq: sc.GetAfterSeq()})
+	}
+	if err := v.Struct(cmd); err != nil {
+		return cmd, err
+	}
+	if len(cmd.Records)+len(cmd.Scopes) == 0 {
+		return cmd, edge.Invalid("records", "name at least one record or scope")
+	}
+	if len(cmd.Records)+len(cmd.Scopes) > MaxTargets {
+		return cmd, edge.Invalid("records", "at most 256 targets in all")
+	}
+	return cmd, nil
+}
+
+// Subscribe streams the requested targets; see the proto for the contract.
+func (s *Service) Subscribe(ctx context.Context, req *connect.Request[syncv1.SubscribeRequest], stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
+	cmd, err := decodeSubscribe(s.valid, req.Msg)
+	if err != nil {
+		return err
+	}
+	if err := s.policies.Authorize(ctx, syncv1connect.SyncServiceSubscribeProcedure, authz.Resource{}); err != nil {
+		return err
+	}
+	var t sync.Targets
+	for _, r := range cmd.Records {
+		scope, err := s.scopeOf(ctx, r.Key)
+		if err != nil {
+			return err
+		}
+		deps, guard, err := s.readAccess(ctx, scope)
+		if err != nil {
+			return err
+		}
+		t.Records = append(t.Records, sync.RecordTarget{Key: r.Key, Scope: scope, Version: r.Version, Deps: deps, Guard: guard})
+	}
+	for _, sc := range cmd.Scopes {
+		deps, guard, err := s.readAccess(ctx, sc.Scope)
+		if err != nil {
+			return err
+		}
+		t.Scopes = append(t.Scopes, sync.ScopeTarget{Scope: sc.Scope, AfterSeq: sc.AfterSeq, Deps: deps, Guard: guard})
+	}
+	return s.run(ctx, t, stream)
+}
+
+// readAccess checks the read rule of scope once and returns what keeps
+// access live on the stream (see access.Loader.ReadGuard).
+func (s *Service) readAccess(ctx context.Context, scope string) ([]sync.Dep, sync.Guard, error) {
+	return s.facts.ReadGuard(ctx, s.reads, scope)
+}
+
+// errSessionEnded ends a stream whose session was revoked or expired.
+var errSessionEnded = errors.New("session ended")
+
+// run streams t until the client goes, the session ends or the server
+// shuts down.
+func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
+	p := authz.PrincipalFrom(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.base, func() { cancel(edge.ErrShutdown) })
+	defer stop()
+	if !p.Service && (p.SessionID != 0 || !p.ExpiresAt.IsZero()) {
+		var ended <-chan struct{}
+		if p.SessionID != 0 {
+			ch, unwatch := s.sessions.Watch(p.SessionID)
+			defer unwatch()
+			ended = ch
+		}
+		done := make(chan struct{})
+		defer close(done)
+		go s.watchSession(ctx, p, ended, done, cancel)
+	}
+	send := stream.Send
+	if here := s.presenceScopes(t); len(here) > 0 && !p.Service {
+		for _, scope := range here {
+			leave, err := s.cfg.Presence.Enter(ctx, scope, p.ID)
+			if err != nil {
+				return err
+			}
+			defer leave()
+		}
+		send = s.withPresence(ctx, here, stream.Send)
+	}
+	err := s.streamer.Stream(ctx, t, send)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// watchSession cancels the stream when its session is revoked here, is
+// found revoked in Postgres, or expires.
+func (s *Service) watchSession(ctx context.Context, p *authz.Principal, ended <-chan struct{}, done <-chan struct{}, cancel context.CancelCauseFunc) {
+	// Streams opened together would check together; spread the checks.
+	jitter := time.Duration(rand.Int64N(int64(s.cfg.SessionCheck)))
+	tick := time.NewTicker(s.cfg.SessionCheck + jitter)
+	defer tick.Stop()
+	if p.SessionID == 0 {
+		tick.Stop() // a JWT has no session to re-check; it ends at exp
+	}
+	var expire <-chan time.Time
+	if !p.ExpiresAt.IsZero() {
+		t := time.NewTimer(time.Until(p.ExpiresAt))
+		defer t.Stop()
+		expire = t.C
+	}
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-ended:
+			cancel(authz.ErrUnauthenticated)
+			return
+		case <-expire:
+			cancel(authz.ErrUnauthenticated)
+			return
+		case <-tick.C:
+			live, err := s.sessions.Live(ctx, p.SessionID)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.cfg.Logger.Warn("session check", "err", err)
+				}
+				continue
+			}
+			if !live {
+				cancel(authz.ErrUnauthenticated)
+				return
+			}
+		}
+	}
+}
+
+// scopeOf returns the scope of key: the key itself for self-scoped types,
+// else the stored record's scope. A key of another type that does not
+// exist is NotFound.
+func (s *Service) scopeOf(ctx context.Context, key string) (string, error) {
+	if scope, ok := s.scopes.Of(key); ok {
+		return scope, nil
+	}
+	scope, err := s.store.ScopeOf(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	return scope, nil
+}
+
+type getCmd struct {
+	Keys []string `field:"keys" validate:"required,min=1,max=100,dive,required,maxbytes=256,utf8,nocontrol"`
+}
+
+// decodeGet turns a request into a validated command.
+func decodeGet(v *edge.Validator, msg *syncv1.GetRequest) (getCmd, error) {
+	cmd := getCmd{Keys: msg.GetKeys()}
+	return cmd, v.Struct(cmd)
+}
+
+// Get returns the current state of up to 100 records.
+func (s *Service) Get(ctx context.Context, req *connect.Request[syncv1.GetRequest]) (*connect.Response[syncv1.GetResponse], error) {
+	cmd, err := decodeGet(s.valid, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.policies.Authorize(ctx, syncv1connect.SyncServiceGetProcedure, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	recs, err := s.store.Records(ctx, cmd.Keys)
+	if err != nil {
+		return nil, err
+	}
+	byKey := make(map[string]*sync.Change, len(recs))
+	for i := range recs {
+		byKey[recs[i].Key] = &recs[i]
+	}
+	res := &syncv1.GetResponse{}
+	for _, key := range cmd.Keys {
+		c := byKey[key]
+		if c == nil || c.Deleted || s.reads.CanRead(ctx, c.Scope, s.facts.Facts()) != nil {
+			res.MissingKeys = append(res.MissingKeys, key)
+			continue
+		}
+		rec, err := c.Record()
+		if err != nil {
+			return nil, err
+		}
+		res.Records = append(res.Records, rec)
+	}
+	return connect.NewResponse(res), nil
+}
+
+// presenceScopes returns the scope targets of t whose type has presence.
+func (s *Service) presenceScopes(t sync.Targets) []string {
+	if s.cfg.Presence == nil {
+		return nil
+	}
+	var out []string
+	for _, sc := range t.Scopes {
+		typ, _ := authz.SplitScope(sc.Scope)
+		if slices.Contains(s.cfg.PresenceTypes, typ) {
+			out = append(out, sc.Scope)
+		}
+	}
+	return out
+}
+
+// withPresence sends, right after the SyncedEvent, who is online on each
+// presence scope; joins and leaves then arrive live.
+func (s *Service) withPresence(ctx context.Context, scopes []string, send func(*syncv1.SubscribeResponse) error) func(*syncv1.SubscribeResponse) error {
+	return func(ev *syncv1.SubscribeResponse) error {
+		if err := send(ev); err != nil || ev.GetSynced() == nil {
+			return err
+		}
+		for _, scope := range scopes {
+			users, err := s.cfg.Presence.Online(ctx, scope)
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				if err := send(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Ephemeral{Ephemeral: &syncv1.EphemeralEvent{
+					Scope: scope, Kind: sync.PresenceHere, From: u, At: timestamppb.Now(),
+				}}}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,114 @@
+package sync
+
+import (
+	gosync "sync"
+
+	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+)
+
+// hubEvent is a change decoded once per instance and shared, read-only, by
+// every stream that receives it.
+type hubEvent struct {
+	info      eventInfo
+	ev        *syncv1.SubscribeResponse
+	ephemeral bool // a signal, not a record change: no key, version or seq
+}
+
+type feedItem struct {
+	e         *hubEvent
+	coalesced bool
+}
+
+// feed is the bounded buffer between the Hub and one stream. offer never
+// blocks: when the buffer is full it keeps only the latest version per key
+// (marking what it kept as coalesced), and when even that does not fit it
+// drops the buffer and flags the stream to re-read from Postgres. Nothing is
+// ever dropped silently.
+type feed struct {
+	limit int
+
+	mu       gosync.Mutex
+	items    []feedItem
+	overflow bool // buffer dropped: re-read current state from Postgres
+	resync   bool // NATS reconnected: re-read changes from Postgres
+	wake     chan struct{}
+
+	coalesces int // times the buffer was coalesced (for tests and metrics)
+}
+
+func newFeed(limit int) *feed {
+	return &feed{limit: limit, wake: make(chan struct{}, 1)}
+}
+
+func (f *feed) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// offer queues e for the stream. It is called from NATS callbacks and must
+// not block.
+func (f *feed) offer(e *hubEvent) {
+	f.mu.Lock()
+	if !f.overflow {
+		if len(f.items) >= f.limit {
+			f.coalesce()
+		}
+		if len(f.items) >= f.limit {
+			f.items = nil
+			f.overflow = true
+		} else {
+			f.items = append(f.items, feedItem{e: e})
+		}
+	}
+	f.mu.Unlock()
+	f.signal()
+}
+
+// coalesce keeps the latest queued version of each key, in the order of
+// those latest versions, and marks them coalesced. Caller holds mu.
+func (f *feed) coalesce() {
+	f.coalesces++
+	seen := make(map[string]struct{}, len(f.items))
+	kept := make([]feedItem, 0, len(f.items))
+	for i := len(f.items) - 1; i >= 0; i-- {
+		it := f.items[i]
+		if it.e.ephemeral {
+			continue // best effort by contract: dropped first under load
+		}
+		if _, dup := seen[it.e.info.key]; dup {
+			continue
+		}
+		seen[it.e.info.key] = struct{}{}
+		it.coalesced = true
+		kept = append(kept, it)
+	}
+	for i, j := 0, len(kept)-1; i < j; i, j = i+1, j-1 {
+		kept[i], kept[j] = kept[j], kept[i]
+	}
+	clear(f.items[len(kept):])
+	f.items = append(f.items[:0], kept...)
+}
+
+// markResync asks the stream to re-read its targets from Postgres, e.g.
+// after a NATS reconnect during which changes may have been missed.
+func (f *feed) markResync() {
+	f.mu.Lock()
+	f.resync = true
+	f.mu.Unlock()
+	f.signal()
+}
+
+// take returns the queued items and the pending re-read flags, and resets
+// them. It is called only by the stream's own goroutine.
+func (f *feed) take(buf []feedItem) (items []feedItem, overflow, resync bool) {
+	f.mu.Lock()
+	items = append(buf[:0], f.items...)
+	clear(f.items)
+	f.items = f.items[:0]
+	overflow, resync = f.overflow, f.resync
+	f.overflow, f.resync = false, false
+	f.mu.Unlock()
+	return items, overflow, resync
+}

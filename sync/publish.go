@@ -1,0 +1,180 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+)
+
+// PublisherConfig configures a Publisher. The zero value is valid.
+type PublisherConfig struct {
+	// Prefix is the NATS subject prefix; empty means DefaultPrefix.
+	Prefix string
+	// AckBatch bounds how many changes are marked published per round
+	// trip. Zero means 256.
+	AckBatch int
+	// AckQueue bounds the changes waiting to be marked published. When it
+	// is full a change simply stays unpublished and the Relay sends it
+	// again later; nothing is lost. Zero means 65536.
+	AckQueue int
+	// Logger receives diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+type changeID struct {
+	scope string
+	seq   int64
+}
+
+// Publisher sends committed changes to NATS and, once the server has
+// acknowledged them (a flush round trip), marks them published so the Relay
+// leaves them alone. It is the Store's Notifier in production. It is safe
+// for concurrent use; the caller must call Close.
+type Publisher struct {
+	nc   *nats.Conn
+	pool *pgxpool.Pool
+	subj subjects
+	log  *slog.Logger
+	cfg  PublisherConfig
+
+	acks chan changeID
+	stop chan struct{}
+	wg   gosync.WaitGroup
+}
+
+// NewPublisher starts a Publisher. nc and pool stay owned by the caller and
+// must outlive the Publisher.
+func NewPublisher(nc *nats.Conn, pool *pgxpool.Pool, cfg PublisherConfig) *Publisher {
+	if cfg.AckBatch <= 0 {
+		cfg.AckBatch = 256
+	}
+	if cfg.AckQueue <= 0 {
+		cfg.AckQueue = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Publisher{
+		nc:   nc,
+		pool: pool,
+		subj: newSubjects(cfg.Prefix),
+		log:  cfg.Logger,
+		cfg:  cfg,
+		acks: make(chan changeID, cfg.AckQueue),
+		stop: make(chan struct{}),
+	}
+	p.wg.Add(1)
+	go p.ackLoop()
+	return p
+}
+
+// Notify publishes changes to NATS without blocking on the network: nats.go
+// buffers the messages, also while it reconnects. Changes that cannot be
+// encoded or published stay unpublished for the Relay.
+func (p *Publisher) Notify(changes []Change) {
+	for i := range changes {
+		c := &changes[i]
+		data, err := encodeChange(c)
+		if err != nil {
+			p.log.Error("encode change", "key", c.Key, "scope", c.Scope, "version", c.Version, "err", err)
+			continue
+		}
+		if err := p.nc.Publish(p.subj.change(c.Scope), data); err != nil {
+			p.log.Warn("publish change; relay will retry", "scope", c.Scope, "seq", c.Seq, "err", err)
+			continue
+		}
+		select {
+		case p.acks <- changeID{scope: c.Scope, seq: c.Seq}:
+		default: // the relay will republish; a duplicate is dropped by version
+		}
+	}
+}
+
+// Close stops marking changes published and waits for the ack loop; changes
+// still queued stay unpublished and are sent again by a Relay.
+func (p *Publisher) Close() {
+	close(p.stop)
+	p.wg.Wait()
+}
+
+func (p *Publisher) ackLoop() {
+	defer p.wg.Done()
+	batch := make([]changeID, 0, p.cfg.AckBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-p.stop:
+			return
+		case id := <-p.acks:
+			batch = append(batch, id)
+		}
+	fill:
+		for len(batch) < p.cfg.AckBatch {
+			select {
+			case id := <-p.acks:
+				batch = append(batch, id)
+			default:
+				break fill
+			}
+		}
+		// The flush round trip proves the server received every message
+		// published before it.
+		if err := p.nc.FlushTimeout(2 * time.Second); err != nil {
+			p.log.Warn("nats flush; relay will republish", "count", len(batch), "err", err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := markPublished(ctx, p.pool, batch)
+		cancel()
+		if err != nil {
+			p.log.Warn("mark published; relay will republish", "count", len(batch), "err", err)
+		}
+	}
+}
+
+func markPublished(ctx context.Context, pool *pgxpool.Pool, ids []changeID) error {
+	scopes := make([]string, len(ids))
+	seqs := make([]int64, len(ids))
+	for i, id := range ids {
+		scopes[i], seqs[i] = id.scope, id.seq
+	}
+	// The mark need not survive a crash: a lost mark only makes the relay
+	// publish the change again, and streams drop the duplicate. So it does
+	// not wait for the WAL flush, and does not compete with the writes'
+	// commits for it.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("mark published: %w", translate(err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	b := &pgx.Batch{}
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(`
+		UPDATE changes c SET published = true
+		FROM unnest($1::text[], $2::bigint[]) AS u(scope, seq)
+		WHERE c.scope = u.scope AND c.seq = u.seq AND NOT c.published`, scopes, seqs)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("mark published: %w", translate(err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("mark published: %w", translate(err))
+	}
+	return nil
+}
+
+// encodeChange is the NATS payload of a change: the binary stream event,
+// decoded once per instance and shared by every stream.
+func encodeChange(c *Change) ([]byte, error) {
+	ev, err := c.Event(false, false)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(ev)
+}

@@ -1,0 +1,79 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// reader reads a consistent view: every method sees the same snapshot.
+type reader struct {
+	tx pgx.Tx
+}
+
+// view runs fn in a read-only repeatable-read transaction, so that a scope's
+// seq and the rows read with it belong to one snapshot.
+func (s *Store) view(ctx context.Context, fn func(r *reader) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", translate(err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	if err := fn(&reader{tx: tx}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// scopeState returns a scope's current seq and its history horizon; a scope
+// that was never written has both at 0.
+func (r *reader) scopeState(ctx context.Context, scope string) (seq, horizon int64, err error) {
+	err = r.tx.QueryRow(ctx, `SELECT seq, horizon FROM scopes WHERE scope = $1`, scope).Scan(&seq, &horizon)
+	if err == pgx.ErrNoRows {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("scope %s: %w", scope, translate(err))
+	}
+	return seq, horizon, nil
+}
+
+// records returns the current state of keys.
+func (r *reader) records(ctx context.Context, keys []string) ([]Change, error) {
+	return readRecords(ctx, r.tx, keys)
+}
+
+// scopeRecords returns the records of scope whose latest change is after
+// afterSeq, in seq order; tombstones only when withDeleted.
+func (r *reader) scopeRecords(ctx context.Context, scope string, afterSeq int64, withDeleted bool) ([]Change, error) {
+	rows, err := r.tx.Query(ctx, `
+		SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
+		FROM records WHERE scope = $1 AND seq > $2 AND ($3 OR NOT deleted)
+		ORDER BY seq`, scope, afterSeq, withDeleted)
+	if err != nil {
+		return nil, fmt.Errorf("read scope %s: %w", scope, translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scanChangeRow)
+	if err != nil {
+		return nil, fmt.Errorf("read scope %s: %w", scope, translate(err))
+	}
+	return out, nil
+}
+
+// changes returns the changes of scope with afterSeq < seq < beforeSeq in seq
+// order (beforeSeq 0 means no upper bound).
+func (r *reader) changes(ctx context.Context, scope string, afterSeq, beforeSeq int64) ([]Change, error) {
+	rows, err := r.tx.Query(ctx, `
+		SELECT key, scope, version, seq, deleted, type_name, payload, actor, at
+		FROM changes WHERE scope = $1 AND seq > $2 AND ($3 = 0 OR seq < $3)
+		ORDER BY seq`, scope, afterSeq, beforeSeq)
+	if err != nil {
+		return nil, fmt.Errorf("read changes %s: %w", scope, translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scanChangeRow)
+	if err != nil {
+		return nil, fmt.Errorf("read changes %s: %w", scope, translate(err))
+	}
+	return out, nil
+}

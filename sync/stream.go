@@ -1,0 +1,575 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+)
+
+// Dep is a record an access decision read. When it changes, the decision
+// is checked again.
+type Dep struct {
+	Key   string
+	Scope string
+}
+
+// Guard checks again whether the stream may still read a target. It
+// returns the records the decision read this time. A Guard runs on the
+// stream's goroutine and may query the database; it runs only when one of
+// its Deps changed (and after NATS trouble), never per change.
+type Guard func(ctx context.Context) (deps []Dep, allowed bool, err error)
+
+// RecordTarget is one record a stream follows. Scope must be the record's
+// scope: it picks the NATS subject the record's changes travel on.
+type RecordTarget struct {
+	Key     string
+	Scope   string
+	Version int64 // the version the client holds; 0 means none
+	// Deps and Guard make access live: when a dep changes, Guard runs and
+	// a target it no longer allows gets a RevokedEvent and nothing more.
+	// A nil Guard means access never changes while the stream lives.
+	Deps  []Dep
+	Guard Guard
+}
+
+// ScopeTarget is one scope feed a stream follows.
+type ScopeTarget struct {
+	Scope    string
+	AfterSeq int64 // the last seq the client saw; 0 means none
+	Deps     []Dep
+	Guard    Guard
+}
+
+// Targets is what one stream follows. Read access must have been checked
+// by the caller.
+type Targets struct {
+	Records []RecordTarget
+	Scopes  []ScopeTarget
+}
+
+// StreamerConfig configures a Streamer. The zero value is valid.
+type StreamerConfig struct {
+	// Heartbeat is the idle time after which a HeartbeatEvent is sent.
+	// Zero means 15s.
+	Heartbeat time.Duration
+	// Buffer bounds the live changes queued per stream before it
+	// coalesces. Zero means 1024.
+	Buffer int
+	// Logger receives diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Streamer runs streams: catch-up from Postgres merged with live changes
+// from the Hub. It is safe for concurrent use.
+type Streamer struct {
+	store *Store
+	hub   *Hub
+	cfg   StreamerConfig
+	log   *slog.Logger
+}
+
+// NewStreamer returns a Streamer reading from store and hub.
+func NewStreamer(store *Store, hub *Hub, cfg StreamerConfig) *Streamer {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Streamer{store: store, hub: hub, cfg: cfg, log: cfg.Logger}
+}
+
+// Stream sends t's catch-up, a SyncedEvent, then live changes until ctx ends
+// or send fails. send is called only from the calling goroutine. Stream
+// returns ctx's error when ctx ends, send's error, or a database error.
+func (s *Streamer) Stream(ctx context.Context, t Targets, send func(*syncv1.SubscribeResponse) error) error {
+	st := &stream{
+		s:       s,
+		send:    send,
+		records: make(map[string]*int64),
+		scopes:  make(map[string]*int64),
+		feed:    newFeed(s.cfg.Buffer),
+	}
+	st.joined = make(map[string]bool)
+	st.depsOf = make(map[string][]*guarded)
+	defer func() {
+		for scope := range st.joined {
+			s.hub.leave(st.feed, scope)
+		}
+	}()
+	// Join the hub before reading anything: a change committed between the
+	// catch-up read and the first live event is then in the feed, and the
+	// merge below drops what the catch-up already sent.
+	st.join = func(scope string) error {
+		if st.joined[scope] {
+			return nil
+		}
+		st.joined[scope] = true
+		return s.hub.join(ctx, st.feed, scope)
+	}
+	join := st.join
+	for _, r := range t.Records {
+		if _, dup := st.records[r.Key]; dup {
+			continue
+		}
+		v := r.Version
+		st.records[r.Key] = &v
+		st.recordOrder = append(st.recordOrder, r.Key)
+		if err := join(r.Scope); err != nil {
+			return err
+		}
+		if r.Guard != nil {
+			if err := st.watch(&guarded{key: r.Key, guard: r.Guard}, r.Deps); err != nil {
+				return err
+			}
+		}
+	}
+	for _, sc := range t.Scopes {
+		if _, dup := st.scopes[sc.Scope]; dup {
+			continue
+		}
+		seq := sc.AfterSeq
+		st.scopes[sc.Scope] = &seq
+		st.scopeOrder = append(st.scopeOrder, sc.Scope)
+		if err := join(sc.Scope); err != nil {
+			return err
+		}
+		if sc.Guard != nil {
+			if err := st.watch(&guarded{scope: sc.Scope, guard: sc.Guard}, sc.Deps); err != nil {
+				return err
+			}
+		}
+	}
+	// Access was checked before the deps were joined; a dep that changed in
+	// between would go unnoticed, so check once more now.
+	if err := st.recheck(ctx, st.guards); err != nil {
+		return err
+	}
+	if err := st.catchUp(ctx); err != nil {
+		return err
+	}
+	synced := &syncv1.SyncedEvent{}
+	for _, scope := range st.scopeOrder {
+		synced.Scopes = append(synced.Scopes, &syncv1.ScopeTarget{Scope: scope, AfterSeq: *st.scopes[scope]})
+	}
+	if err := st.emit(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Synced{Synced: synced}}); err != nil {
+		return err
+	}
+	return st.live(ctx)
+}
+
+// stream is the state of one running stream, owned by its goroutine.
+type stream struct {
+	s           *Streamer
+	send        func(*syncv1.SubscribeResponse) error
+	feed        *feed
+	records     map[string]*int64 // key -> version delivered
+	scopes      map[string]*int64 // scope -> seq delivered
+	recordOrder []string
+	scopeOrder  []string
+	lastSend    time.Time
+
+	guards []*guarded
+	depsOf map[string][]*guarded // dep key -> guarded targets
+	joined map[string]bool
+	join   func(scope string) error
+}
+
+// guarded is a target whose access can change.
+type guarded struct {
+	key, scope string // exactly one is set: the record key or the scope
+	guard      Guard
+	revoked    bool
+}
+
+func (st *stream) emit(ev *syncv1.SubscribeResponse) error {
+	st.lastSend = time.Now()
+	return st.send(ev)
+}
+
+// catchUp sends what the client lacks, read from one consistent snapshot.
+func (st *stream) catchUp(ctx context.Context) error {
+	var out []*syncv1.SubscribeResponse
+	err := st.s.store.view(ctx, func(r *reader) error {
+		out = out[:0]
+		if len(st.recordOrder) > 0 {
+			recs, err := r.records(ctx, st.recordOrder)
+			if err != nil {
+				return err
+			}
+			for i := range recs {
+				c := &recs[i]
+				have := *st.records[c.Key]
+				if c.Version == have || (c.Deleted && have == 0) {
+					continue
+				}
+				ev, err := c.Event(true, false)
+				if err != nil {
+					return err
+				}
+				out = append(out, ev)
+			}
+		}
+		for _, scope := range st.scopeOrder {
+			evs, err := st.scopeCatchUp(ctx, r, scope, *st.scopes[scope])
+			if err != nil {
+				return err
+			}
+			out = append(out, evs...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return st.deliverAll(ctx, out)
+}
+
+// scopeCatchUp returns the events that bring a client at afterSeq up to the
+// snapshot: the changes since afterSeq, or a reset and the current records
+// when afterSeq is 0, behind the horizon, or ahead of the scope.
+func (st *stream) scopeCatchUp(ctx context.Context, r *reader, scope string, afterSeq int64) ([]*syncv1.SubscribeResponse, error) {
+	seq, horizon, err := r.scopeState(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	var out []*syncv1.SubscribeResponse
+	if afterSeq > 0 && afterSeq >= horizon && afterSeq <= seq {
+		changes, err := r.changes(ctx, scope, afterSeq, 0)
+		if err != nil {
+			return nil, err
+		}
+		for i := range changes {
+			ev, err := changes[i].Event(false, false)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ev)
+		}
+		return out, nil
+	}
+	if afterSeq > 0 {
+		out = append(out, &syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Reset_{Reset_: &syncv1.ResetEvent{Scope: scope, HorizonSeq: horizon}}})
+	}
+	recs, err := r.scopeRecords(ctx, scope, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		ev, err := recs[i].Event(true, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	// The snapshot is the scope's state at seq: the cursor moves there even
+	// if the newest changes were tombstones not sent in a fresh snapshot.
+	out = append(out, cursorMark(scope, seq))
+	return out, nil
+}
+
+// cursorMark is an internal, never-sent event that moves a scope cursor.
+func cursorMark(scope string, seq int64) *syncv1.SubscribeResponse {
+	return &syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Synced{Synced: &syncv1.SyncedEvent{
+		Scopes: []*syncv1.ScopeTarget{{Scope: scope, AfterSeq: seq}},
+	}}}
+}
+
+// deliverAll sends catch-up and gap-fill events, advancing cursors and
+// re-checking access after any change to a dep, in order.
+func (st *stream) deliverAll(ctx context.Context, evs []*syncv1.SubscribeResponse) error {
+	for _, ev := range evs {
+		if s, ok := ev.GetEvent().(*syncv1.SubscribeResponse_Synced); ok {
+			for _, sc := range s.Synced.GetScopes() {
+				if cur := st.scopes[sc.GetScope()]; cur != nil && sc.GetAfterSeq() > *cur {
+					*cur = sc.GetAfterSeq()
+				}
+			}
+			continue
+		}
+		if r, ok := ev.GetEvent().(*syncv1.SubscribeResponse_Reset_); ok {
+			// The snapshot that follows starts the scope over.
+			if cur := st.scopes[r.Reset_.GetScope()]; cur != nil {
+				*cur = 0
+			}
+		}
+		info, ok := infoOf(ev)
+		if !ok {
+			if err := st.emit(ev); err != nil {
+				return err
+			}
+			continue
+		}
+		if st.advance(info, true) {
+			if err := st.emit(ev); err != nil {
+				return err
+			}
+		}
+		if gs := st.depsOf[info.key]; len(gs) > 0 {
+			if err := st.recheck(ctx, gs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// advance decides whether a record version is new to this stream and moves
+// the cursors if so. force accepts a scope seq that is not the next one
+// (catch-up and coalesced events).
+func (st *stream) advance(info eventInfo, force bool) bool {
+	send := false
+	if cur := st.scopes[info.scope]; cur != nil && info.seq > *cur {
+		if force || info.seq == *cur+1 {
+			*cur = info.seq
+			send = true
+		}
+	}
+	if cur := st.records[info.key]; cur != nil && info.version > *cur {
+		*cur = info.version
+		send = true
+	}
+	return send
+}
+
+// live forwards changes from the feed until ctx ends.
+func (st *stream) live(ctx context.Context) error {
+	hb := time.NewTicker(st.s.cfg.Heartbeat)
+	defer hb.Stop()
+	var buf []feedItem
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-hb.C:
+			if now.Sub(st.lastSend) >= st.s.cfg.Heartbeat/2 {
+				if err := st.emit(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Heartbeat{Heartbeat: &syncv1.HeartbeatEvent{Time: timestamppb.New(now)}}}); err != nil {
+					return err
+				}
+			}
+		case <-st.feed.wake:
+			items, overflow, resync := st.feed.take(buf)
+			buf = items
+			if overflow || resync {
+				// Changes to deps may have been lost too: check access
+				// first, so nothing is re-read for a revoked target.
+				if err := st.recheck(ctx, st.guards); err != nil {
+					return err
+				}
+				// The re-read covers everything committed so far; queued
+				// items are still merged below and dropped as duplicates.
+				if err := st.reread(ctx, overflow); err != nil {
+					return err
+				}
+			}
+			for _, it := range items {
+				if err := st.forward(ctx, it); err != nil {
+					return err
+				}
+			}
+			clear(items)
+		}
+	}
+}
+
+// forward sends one live change, first filling from Postgres any gap it
+// reveals in a scope feed.
+func (st *stream) forward(ctx context.Context, it feedItem) error {
+	if it.e.ephemeral {
+		if st.scopes[it.e.info.scope] == nil {
+			return nil // only scope feeds carry signals
+		}
+		return st.emit(it.e.ev)
+	}
+	info := it.e.info
+	if cur := st.scopes[info.scope]; cur != nil && info.seq > *cur+1 {
+		if !it.coalesced {
+			if err := st.fillGap(ctx, info.scope, *cur, info.seq); err != nil {
+				return err
+			}
+		} else {
+			// A coalesced item skips the versions it replaced, but the gap
+			// may also hide a change that never reached this instance:
+			// re-read current state rather than jump past it, checking
+			// access first as any re-read does.
+			if err := st.recheck(ctx, st.guards); err != nil {
+				return err
+			}
+			if err := st.reread(ctx, true); err != nil {
+				return err
+			}
+		}
+	}
+	if st.advance(info, it.coalesced) {
+		ev := it.e.ev
+		if it.coalesced {
+			ev = withCoalesced(ev)
+		}
+		if err := st.emit(ev); err != nil {
+			return err
+		}
+	}
+	// A change to a record an access decision read: check again before
+	// the next change is forwarded. Changes of the same scope come in seq
+	// order, so nothing committed after a revoking change in that scope
+	// reaches the stream.
+	if gs := st.depsOf[info.key]; len(gs) > 0 {
+		return st.recheck(ctx, gs)
+	}
+	return nil
+}
+
+// watch registers a guarded target and joins the scopes of its deps.
+func (st *stream) watch(g *guarded, deps []Dep) error {
+	st.guards = append(st.guards, g)
+	return st.addDeps(g, deps)
+}
+
+func (st *stream) addDeps(g *guarded, deps []Dep) error {
+	for _, d := range deps {
+		if !slices.Contains(st.depsOf[d.Key], g) {
+			st.depsOf[d.Key] = append(st.depsOf[d.Key], g)
+		}
+		if err := st.join(d.Scope); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recheck runs the guards of gs and revokes every target they no longer
+// allow: a RevokedEvent, then nothing more of it.
+func (st *stream) recheck(ctx context.Context, gs []*guarded) error {
+	for _, g := range slices.Clone(gs) {
+		if g.revoked {
+			continue
+		}
+		deps, allowed, err := g.guard(ctx)
+		if err != nil {
+			return fmt.Errorf("re-check access: %w", err)
+		}
+		if allowed {
+			if err := st.addDeps(g, deps); err != nil {
+				return err
+			}
+			continue
+		}
+		g.revoked = true
+		if g.key != "" {
+			delete(st.records, g.key)
+			st.recordOrder = slices.DeleteFunc(st.recordOrder, func(k string) bool { return k == g.key })
+		} else {
+			delete(st.scopes, g.scope)
+			st.scopeOrder = slices.DeleteFunc(st.scopeOrder, func(s string) bool { return s == g.scope })
+		}
+		ev := &syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Revoked{Revoked: &syncv1.RevokedEvent{
+			Key: g.key, Scope: g.scope, Reason: "access revoked",
+		}}}
+		if err := st.emit(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fillGap sends the changes of scope between after and before, read from
+// Postgres. Seqs are taken under the scope row lock, so once seq `before`
+// is committed every seq below it is committed too. If the gap was pruned
+// the scope is reset to a fresh snapshot.
+func (st *stream) fillGap(ctx context.Context, scope string, after, before int64) error {
+	var out []*syncv1.SubscribeResponse
+	err := st.s.store.view(ctx, func(r *reader) error {
+		_, horizon, err := r.scopeState(ctx, scope)
+		if err != nil {
+			return err
+		}
+		if after < horizon {
+			out, err = st.scopeCatchUp(ctx, r, scope, after)
+			return err
+		}
+		changes, err := r.changes(ctx, scope, after, before)
+		if err != nil {
+			return err
+		}
+		out = out[:0]
+		for i := range changes {
+			ev, err := changes[i].Event(false, false)
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fill gap %s (%d,%d): %w", scope, after, before, err)
+	}
+	return st.deliverAll(ctx, out)
+}
+
+// reread brings every target up to date from Postgres after live changes
+// may have been lost: the buffer overflowed (current state, coalesced) or
+// NATS reconnected (the exact changes since each cursor).
+func (st *stream) reread(ctx context.Context, coalesced bool) error {
+	var out []*syncv1.SubscribeResponse
+	err := st.s.store.view(ctx, func(r *reader) error {
+		out = out[:0]
+		if len(st.recordOrder) > 0 {
+			recs, err := r.records(ctx, st.recordOrder)
+			if err != nil {
+				return err
+			}
+			for i := range recs {
+				if recs[i].Version <= *st.records[recs[i].Key] {
+					continue
+				}
+				ev, err := recs[i].Event(false, coalesced)
+				if err != nil {
+					return err
+				}
+				out = append(out, ev)
+			}
+		}
+		for _, scope := range st.scopeOrder {
+			after := *st.scopes[scope]
+			if !coalesced {
+				evs, err := st.scopeCatchUp(ctx, r, scope, after)
+				if err != nil {
+					return err
+				}
+				out = append(out, evs...)
+				continue
+			}
+			seq, _, err := r.scopeState(ctx, scope)
+			if err != nil {
+				return err
+			}
+			recs, err := r.scopeRecords(ctx, scope, after, true)
+			if err != nil {
+				return err
+			}
+			for i := range recs {
+				ev, err := recs[i].Event(false, true)
+				if err != nil {
+					return err
+				}
+				out = append(out, ev)
+			}
+			out = append(out, cursorMark(scope, seq))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("re-read: %w", err)
+	}
+	return st.deliverAll(ctx, out)
+}

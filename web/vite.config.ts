@@ -1,0 +1,23 @@
+import { defineConfig } from "vitest/config";
+
+// The demo app builds straight into cmd/sluiced/webdist, which sluiced
+// embeds and serves at /. `npm run dev` proxies the RPCs to a running
+// sluiced (SLUICE_URL, default http://localhost:8080).
+export default defineConfig({
+  build: {
+    outDir: "../cmd/sluiced/webdist",
+    emptyOutDir: true,
+    target: "es2022",
+    reportCompressedSize: false,
+  },
+  server: {
+    proxy: {
+      "^/[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+\\.[A-Z]\\w*/": process.env.SLUICE_URL ?? "http://localhost:8080",
+    },
+  },
+  test: {
+    environment: "node",
+    include: ["test/unit/**/*.test.ts"],
+    testTimeout: 10_000,
+  },
+});
