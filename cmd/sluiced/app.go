@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -326,11 +327,20 @@ func (a *App) connectNATS() (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Handler returns the HTTP handler of the instance: the services, behind
+// Handler returns the HTTP handler of the instance: the services and the
+// embedded web app, behind
 // CORS for the configured browser origins, with the verified client
 // certificate's name (mutual TLS) put in the request context.
 func (a *App) Handler() http.Handler {
-	var h http.Handler = a.services.Handler()
+	// RPCs go to the services; every other path is the embedded web app.
+	svc, web := a.services.Handler(), webHandler()
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isRPCPath(strings.TrimPrefix(r.URL.Path, "/")) {
+			svc.ServeHTTP(w, r)
+			return
+		}
+		web.ServeHTTP(w, r)
+	})
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
