@@ -72,7 +72,7 @@ type Config struct {
 // Server is the assembled set of services.
 type Server struct {
 	handler  http.Handler
-	sync     *syncsvc.Service
+	streams  *auth.Streams
 	policies *authz.Table
 	reads    *authz.ReadRules
 }
@@ -197,8 +197,8 @@ func New(cfg Config) (*Server, error) {
 	)
 	scopes := NewScopes()
 	loader := access.NewLoader(cfg.Store, scopes)
-	syncSvc := syncsvc.NewService(cfg.Store, cfg.Streamer, sessions, policies, reads, valid, scopes, loader, syncsvc.Config{
-		SessionCheck:  cfg.SessionCheck,
+	streams := auth.NewStreams(sessions, cfg.SessionCheck, log)
+	syncSvc := syncsvc.NewService(cfg.Store, cfg.Streamer, streams, policies, reads, valid, scopes, loader, syncsvc.Config{
 		Presence:      cfg.Presence,
 		PresenceTypes: []string{"channel"},
 		Logger:        log,
@@ -208,7 +208,7 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle(authv1connect.NewAuthServiceHandler(auth.NewService(cfg.Login, sessions, policies, valid, cfg.Auth), opts...))
 	mux.Handle(userv1connect.NewUserServiceHandler(user.NewService(cfg.Store, policies, valid), opts...))
 	mux.Handle(syncv1connect.NewSyncServiceHandler(syncSvc, opts...))
-	mux.Handle(accessv1connect.NewAccessServiceHandler(access.NewService(policies, reads, loader, cfg.Streamer, valid), opts...))
+	mux.Handle(accessv1connect.NewAccessServiceHandler(access.NewService(policies, reads, loader, cfg.Streamer, streams, valid), opts...))
 	mux.Handle(colorv1connect.NewColorServiceHandler(color.NewService(cfg.Store, policies, valid), opts...))
 	mux.Handle(adminv1connect.NewAdminServiceHandler(admin.NewService(sessions, policies, valid), opts...))
 	mux.Handle(orgv1connect.NewOrgServiceHandler(org.NewService(cfg.Store, policies, valid), opts...))
@@ -222,7 +222,7 @@ func New(cfg Config) (*Server, error) {
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return &Server{handler: mux, sync: syncSvc, policies: policies, reads: reads}, nil
+	return &Server{handler: mux, streams: streams, policies: policies, reads: reads}, nil
 }
 
 // Handler returns the HTTP handler serving every service.
@@ -230,4 +230,4 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Shutdown ends every open stream with Unavailable, the code clients treat
 // as "resume with your cursors".
-func (s *Server) Shutdown() { s.sync.Shutdown() }
+func (s *Server) Shutdown() { s.streams.Shutdown() }

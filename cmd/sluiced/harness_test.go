@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	accessv1 "github.com/sluicehq/sluice/gen/sluice/access/v1"
 	"github.com/sluicehq/sluice/gen/sluice/access/v1/accessv1connect"
 	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
 	"github.com/sluicehq/sluice/gen/sluice/auth/v1/authv1connect"
@@ -325,4 +326,26 @@ func shareOrg(t *testing.T, base string, owner *client, members ...string) {
 			t.Fatalf("add %s: %v", m, err)
 		}
 	}
+}
+
+// watchEnd opens a capability stream (AccessService.Watch) for c, waits for
+// its first answers and returns a channel that yields the error it ends with.
+func (c *client) watchEnd(t *testing.T, ctx context.Context) <-chan error {
+	t.Helper()
+	caps, err := c.access.Watch(ctx, connect.NewRequest(&accessv1.WatchRequest{Questions: []*accessv1.Question{
+		{Procedure: colorv1connect.ColorServiceSetColorProcedure, Params: map[string]string{"color": "red"}},
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !caps.Receive() {
+		t.Fatalf("capability stream: %v", caps.Err())
+	}
+	end := make(chan error, 1)
+	go func() {
+		for caps.Receive() {
+		}
+		end <- caps.Err()
+	}()
+	return end
 }

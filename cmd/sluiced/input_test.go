@@ -181,14 +181,23 @@ func TestAuthentication(t *testing.T) {
 		t.Fatalf("plain token stored (%d, %v)", stored, err)
 	}
 
-	// Logout ends the session and its open streams.
+	// Logout ends the session and its open streams, of every kind.
 	s := alice.subscribe(t, &syncv1.SubscribeRequest{Records: []*syncv1.RecordTarget{{Key: "user/alice"}}})
 	s.untilSynced(t)
+	capsEnd := alice.watchEnd(t, ctx)
 	if _, err := alice.auth.Logout(ctx, connect.NewRequest(&authv1.LogoutRequest{})); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.end(t, 10*time.Second); codeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("stream after logout ended with %v, want unauthenticated", err)
+	}
+	select {
+	case err := <-capsEnd:
+		if codeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("capability stream after logout ended with %v, want unauthenticated", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("capability stream still open after logout")
 	}
 	if _, err := alice.auth.WhoAmI(ctx, connect.NewRequest(&authv1.WhoAmIRequest{})); codeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("whoami after logout: %v", err)
@@ -259,10 +268,23 @@ func TestShutdownEndsStreamsResumably(t *testing.T) {
 	alice := login(t, app.url, "alice")
 	s := alice.subscribe(t, &syncv1.SubscribeRequest{Records: []*syncv1.RecordTarget{{Key: "user/alice"}}})
 	s.untilSynced(t)
+	// Every kind of stream ends, the capability stream too: a stream left
+	// open would hold Shutdown until its deadline.
+	capsEnd := alice.watchEnd(t, ctx)
+	// stop fails the test if Shutdown reaches its deadline.
 	go app.stop(t)
 	if err := s.end(t, 20*time.Second); codeOf(err) != connect.CodeUnavailable {
 		t.Fatalf("stream ended with %v, want unavailable", err)
 	}
+	select {
+	case err := <-capsEnd:
+		if codeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("capability stream ended with %v, want unavailable", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("capability stream still open after shutdown")
+	}
+	app.stop(t) // waits for the stop above
 }
 
 // Heartbeats arrive on idle streams.

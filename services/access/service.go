@@ -11,6 +11,7 @@ import (
 	accessv1 "github.com/sluicehq/sluice/gen/sluice/access/v1"
 	"github.com/sluicehq/sluice/gen/sluice/access/v1/accessv1connect"
 	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
+	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/sync"
 )
@@ -24,14 +25,16 @@ type Service struct {
 	reads    *authz.ReadRules
 	loader   *Loader
 	streamer *sync.Streamer
+	streams  *auth.Streams
 	valid    *edge.Validator
 }
 
 var _ accessv1connect.AccessServiceHandler = (*Service)(nil)
 
-// NewService returns the AccessService.
-func NewService(policies *authz.Table, reads *authz.ReadRules, loader *Loader, streamer *sync.Streamer, valid *edge.Validator) *Service {
-	return &Service{policies: policies, reads: reads, loader: loader, streamer: streamer, valid: valid}
+// NewService returns the AccessService. Watch streams live as long as
+// streams allows: until shutdown or the session ends.
+func NewService(policies *authz.Table, reads *authz.ReadRules, loader *Loader, streamer *sync.Streamer, streams *auth.Streams, valid *edge.Validator) *Service {
+	return &Service{policies: policies, reads: reads, loader: loader, streamer: streamer, streams: streams, valid: valid}
 }
 
 // Policies returns the policy of every AccessService procedure.
@@ -88,6 +91,8 @@ func (s *Service) Watch(ctx context.Context, req *connect.Request[accessv1.Watch
 	if err := s.policies.Authorize(ctx, accessv1connect.AccessServiceWatchProcedure, authz.Resource{}); err != nil {
 		return err
 	}
+	ctx, release := s.streams.Hold(ctx)
+	defer release()
 	var last []*accessv1.Answer
 	eval := func(ctx context.Context) ([]sync.Dep, error) {
 		answers, deps, err := s.answer(ctx, cmd)
@@ -111,7 +116,7 @@ func (s *Service) Watch(ctx context.Context, req *connect.Request[accessv1.Watch
 		return deps, nil
 	}
 	heartbeat := func() error { return stream.Send(&accessv1.WatchResponse{}) }
-	return s.streamer.Watch(ctx, eval, heartbeat)
+	return auth.Ended(ctx, s.streamer.Watch(ctx, eval, heartbeat))
 }
 
 // answer decides every question with one facts recorder and returns the

@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
-	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,28 +33,22 @@ type Config struct {
 	// PresenceTypes and tells streams (EphemeralEvent presence.*).
 	Presence      *sync.Presence
 	PresenceTypes []string
-	// SessionCheck is how often a stream re-checks that its session is
-	// still live. Zero means 5s.
-	SessionCheck time.Duration
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
 }
 
-// Service implements sluice.sync.v1.SyncService. Call Shutdown to end every
-// open stream with a resumable code.
+// Service implements sluice.sync.v1.SyncService. Its streams live as long
+// as streams (auth.Streams) allows: until shutdown or the session ends.
 type Service struct {
 	store    *sync.Store
 	streamer *sync.Streamer
-	sessions *auth.Sessions
+	streams  *auth.Streams
 	policies *authz.Table
 	reads    *authz.ReadRules
 	valid    *edge.Validator
 	scopes   *access.Scopes
 	facts    *access.Loader
 	cfg      Config
-
-	base     context.Context
-	shutdown context.CancelFunc
 }
 
 var _ syncv1connect.SyncServiceHandler = (*Service)(nil)
@@ -64,21 +56,13 @@ var _ syncv1connect.SyncServiceHandler = (*Service)(nil)
 // NewService returns the SyncService. Keys whose scope scopes knows are
 // resolved without a read; others are looked up in the store. Read rules
 // consult facts through loader.
-func NewService(store *sync.Store, streamer *sync.Streamer, sessions *auth.Sessions, policies *authz.Table, reads *authz.ReadRules, valid *edge.Validator, scopes *access.Scopes, loader *access.Loader, cfg Config) *Service {
-	if cfg.SessionCheck <= 0 {
-		cfg.SessionCheck = 5 * time.Second
-	}
+func NewService(store *sync.Store, streamer *sync.Streamer, streams *auth.Streams, policies *authz.Table, reads *authz.ReadRules, valid *edge.Validator, scopes *access.Scopes, loader *access.Loader, cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{store: store, streamer: streamer, sessions: sessions, policies: policies, reads: reads, valid: valid, scopes: scopes, facts: loader, cfg: cfg}
-	s.base, s.shutdown = context.WithCancel(context.Background())
+	s := &Service{store: store, streamer: streamer, streams: streams, policies: policies, reads: reads, valid: valid, scopes: scopes, facts: loader, cfg: cfg}
 	return s
 }
-
-// Shutdown ends every open stream with Unavailable ("resume"). New streams
-// are refused the same way.
-func (s *Service) Shutdown() { s.shutdown() }
 
 // Policies returns the policy of every SyncService procedure. Per-target
 // access is decided by the read rules.
@@ -171,21 +155,8 @@ var errSessionEnded = errors.New("session ended")
 // shuts down.
 func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
 	p := authz.PrincipalFrom(ctx)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(s.base, func() { cancel(edge.ErrShutdown) })
-	defer stop()
-	if !p.Service && (p.SessionID != 0 || !p.ExpiresAt.IsZero()) {
-		var ended <-chan struct{}
-		if p.SessionID != 0 {
-			ch, unwatch := s.sessions.Watch(p.SessionID)
-			defer unwatch()
-			ended = ch
-		}
-		done := make(chan struct{})
-		defer close(done)
-		go s.watchSession(ctx, p, ended, done, cancel)
-	}
+	ctx, release := s.streams.Hold(ctx)
+	defer release()
 	send := stream.Send
 	if here := s.presenceScopes(t); len(here) > 0 && !p.Service {
 		for _, scope := range here {
@@ -197,55 +168,7 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 		}
 		send = s.withPresence(ctx, here, stream.Send)
 	}
-	err := s.streamer.Stream(ctx, t, send)
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	return err
-}
-
-// watchSession cancels the stream when its session is revoked here, is
-// found revoked in Postgres, or expires.
-func (s *Service) watchSession(ctx context.Context, p *authz.Principal, ended <-chan struct{}, done <-chan struct{}, cancel context.CancelCauseFunc) {
-	// Streams opened together would check together; spread the checks.
-	jitter := time.Duration(rand.Int64N(int64(s.cfg.SessionCheck)))
-	tick := time.NewTicker(s.cfg.SessionCheck + jitter)
-	defer tick.Stop()
-	if p.SessionID == 0 {
-		tick.Stop() // a JWT has no session to re-check; it ends at exp
-	}
-	var expire <-chan time.Time
-	if !p.ExpiresAt.IsZero() {
-		t := time.NewTimer(time.Until(p.ExpiresAt))
-		defer t.Stop()
-		expire = t.C
-	}
-	for {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-			return
-		case <-ended:
-			cancel(authz.ErrUnauthenticated)
-			return
-		case <-expire:
-			cancel(authz.ErrUnauthenticated)
-			return
-		case <-tick.C:
-			live, err := s.sessions.Live(ctx, p.SessionID)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.cfg.Logger.Warn("session check", "err", err)
-				}
-				continue
-			}
-			if !live {
-				cancel(authz.ErrUnauthenticated)
-				return
-			}
-		}
-	}
+	return auth.Ended(ctx, s.streamer.Stream(ctx, t, send))
 }
 
 // scopeOf returns the scope of key: the key itself for self-scoped types,
