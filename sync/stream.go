@@ -201,6 +201,17 @@ func (st *stream) catchUp(ctx context.Context) error {
 	var out []*syncv1.SubscribeResponse
 	err := st.s.store.view(ctx, func(r *reader) error {
 		out = out[:0]
+		// Scopes first: a record snapshot is delivered with force, and one
+		// of a subscribed scope would move that scope's cursor past the
+		// scope's earlier changes. After the scopes, a record of theirs is
+		// already current and is skipped by advance.
+		for _, scope := range st.scopeOrder {
+			evs, err := st.scopeCatchUp(ctx, r, scope, *st.scopes[scope])
+			if err != nil {
+				return err
+			}
+			out = append(out, evs...)
+		}
 		if len(st.recordOrder) > 0 {
 			recs, err := r.records(ctx, st.recordOrder)
 			if err != nil {
@@ -218,13 +229,6 @@ func (st *stream) catchUp(ctx context.Context) error {
 				}
 				out = append(out, ev)
 			}
-		}
-		for _, scope := range st.scopeOrder {
-			evs, err := st.scopeCatchUp(ctx, r, scope, *st.scopes[scope])
-			if err != nil {
-				return err
-			}
-			out = append(out, evs...)
 		}
 		return nil
 	})
@@ -523,22 +527,6 @@ func (st *stream) reread(ctx context.Context, coalesced bool) error {
 	var out []*syncv1.SubscribeResponse
 	err := st.s.store.view(ctx, func(r *reader) error {
 		out = out[:0]
-		if len(st.recordOrder) > 0 {
-			recs, err := r.records(ctx, st.recordOrder)
-			if err != nil {
-				return err
-			}
-			for i := range recs {
-				if recs[i].Version <= *st.records[recs[i].Key] {
-					continue
-				}
-				ev, err := recs[i].Event(false, coalesced)
-				if err != nil {
-					return err
-				}
-				out = append(out, ev)
-			}
-		}
 		for _, scope := range st.scopeOrder {
 			after := *st.scopes[scope]
 			if !coalesced {
@@ -565,6 +553,23 @@ func (st *stream) reread(ctx context.Context, coalesced bool) error {
 				out = append(out, ev)
 			}
 			out = append(out, cursorMark(scope, seq))
+		}
+		// Records after scopes, as in catchUp.
+		if len(st.recordOrder) > 0 {
+			recs, err := r.records(ctx, st.recordOrder)
+			if err != nil {
+				return err
+			}
+			for i := range recs {
+				if recs[i].Version <= *st.records[recs[i].Key] {
+					continue
+				}
+				ev, err := recs[i].Event(false, coalesced)
+				if err != nil {
+					return err
+				}
+				out = append(out, ev)
+			}
 		}
 		return nil
 	})

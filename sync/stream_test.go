@@ -287,6 +287,30 @@ func TestStreamRecordTarget(t *testing.T) {
 	deleted.quiet(300 * time.Millisecond)
 }
 
+// TestStreamRecordInsideScope: a record target whose scope is also a target
+// does not move the scope's cursor past the scope's own earlier changes.
+func TestStreamRecordInsideScope(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	writeHistory(t, r.store)                          // channel/1 seqs 1..5
+	put(t, r.store, "channel/1", "channel/1", "meta") // seq 6: the scope's own record
+
+	sr := r.open(t, StreamerConfig{}, Targets{
+		Records: []RecordTarget{{Key: "channel/1", Scope: "channel/1"}},
+		Scopes:  []ScopeTarget{{Scope: "channel/1", AfterSeq: 2}},
+	}, nil)
+	sr.expect(
+		"record msg/a v2 s3",
+		"record msg/c v1 s4",
+		"removed msg/c v2 s5",
+		"record channel/1 v1 s6",
+		"synced channel/1@6",
+	)
+	put(t, r.store, "msg/a", "channel/1", "a3")
+	sr.expect("record msg/a v3 s7")
+	sr.quiet(200 * time.Millisecond)
+}
+
 // TestStreamFillsLostChange: a change whose publication was lost is read
 // from Postgres as soon as a later change of its scope reveals the gap.
 func TestStreamFillsLostChange(t *testing.T) {
