@@ -36,6 +36,9 @@ import (
 type Config struct {
 	// Addr is the listen address. Default ":8080".
 	Addr string
+	// DebugAddr, if set, is where `sluiced serve` serves the Go profiler
+	// (net/http/pprof). It has no authentication: keep it on loopback.
+	DebugAddr string
 	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
 	// sluice, created if missing), else a private cluster under DataDir.
 	DatabaseURL string
