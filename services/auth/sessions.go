@@ -41,7 +41,14 @@ type Sessions struct {
 
 	mu       gosync.Mutex
 	cache    map[string]cached // by token hash
+	live     map[int64]liveAt  // Live answers, by session id
 	watchers map[int64]map[chan struct{}]struct{}
+}
+
+// liveAt is a Live answer and when it was read from Postgres.
+type liveAt struct {
+	live    bool
+	fetched time.Time
 }
 
 type cached struct {
@@ -74,6 +81,7 @@ func NewSessions(store *sync.Store, cfg SessionsConfig) *Sessions {
 		store:    store,
 		cfg:      cfg,
 		cache:    make(map[string]cached),
+		live:     make(map[int64]liveAt),
 		watchers: make(map[int64]map[chan struct{}]struct{}),
 	}
 }
@@ -197,6 +205,9 @@ func (s *Sessions) forget(ids []int64) {
 		}
 	}
 	for _, id := range ids {
+		delete(s.live, id)
+	}
+	for _, id := range ids {
 		for ch := range s.watchers[id] {
 			close(ch)
 		}
@@ -230,7 +241,28 @@ func (s *Sessions) Watch(id int64) (<-chan struct{}, func()) {
 
 // Live reports whether session id is still neither revoked, expired nor
 // idle. Streams call it periodically, which records their use: an open
-// stream keeps its session from going idle.
+// stream keeps its session from going idle. The answer is shared for
+// CacheTTL by every stream of the session on this instance, so a client
+// with many streams costs one query per CacheTTL, not one per stream;
+// revocation on this instance is seen at once (Watch), elsewhere within
+// CacheTTL of the check.
 func (s *Sessions) Live(ctx context.Context, id int64) (bool, error) {
-	return s.store.SessionActive(ctx, id, s.cfg.Idle, s.cfg.TouchEvery)
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.live[id]
+	s.mu.Unlock()
+	if ok && now.Sub(c.fetched) < s.cfg.CacheTTL {
+		return c.live, nil
+	}
+	live, err := s.store.SessionActive(ctx, id, s.cfg.Idle, s.cfg.TouchEvery)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	if len(s.live) >= maxCached {
+		clear(s.live)
+	}
+	s.live[id] = liveAt{live: live, fetched: now}
+	s.mu.Unlock()
+	return live, nil
 }

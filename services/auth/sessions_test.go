@@ -164,3 +164,58 @@ func TestSessionsRevokeUser(t *testing.T) {
 		t.Fatalf("second RevokeUser(alice) = %d, %v; want 0", n, err)
 	}
 }
+
+// Streams of one session share its Live answer for CacheTTL: a revocation
+// by another instance (here: straight in the store) is seen once the
+// answer is older than that; one on this instance at once.
+func TestSessionsLiveShared(t *testing.T) {
+	t.Parallel()
+	const ttl = 300 * time.Millisecond
+	store := testStore(t)
+	s := NewSessions(store, SessionsConfig{CacheTTL: ttl})
+	ctx := context.Background()
+	id := func(tok string) int64 {
+		p, err := s.Principal(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.SessionID
+	}
+	live := func(id int64) bool {
+		t.Helper()
+		ok, err := s.Live(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	a, _, err := s.Create(ctx, Identity{ID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := s.Create(ctx, Identity{ID: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere, here := id(a), id(b)
+	if !live(elsewhere) || !live(here) {
+		t.Fatal("new sessions not live")
+	}
+	start := time.Now()
+	if err := store.RevokeSession(ctx, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if !live(elsewhere) && time.Since(start) < ttl/2 {
+		t.Fatal("Live read Postgres again within CacheTTL")
+	}
+	time.Sleep(ttl)
+	if live(elsewhere) {
+		t.Fatal("session revoked elsewhere still live after CacheTTL")
+	}
+	if err := s.Revoke(ctx, here); err != nil {
+		t.Fatal(err)
+	}
+	if live(here) {
+		t.Fatal("session revoked here still live")
+	}
+}
