@@ -60,7 +60,7 @@ func ToConnect(log *slog.Logger, procedure string, err error) error {
 		}
 		return connect.NewError(connect.CodePermissionDenied, errors.New(denial.Error()))
 	case errors.Is(err, authz.ErrUnauthenticated):
-		return connect.NewError(connect.CodeUnauthenticated, errors.New("unauthenticated: missing, invalid or expired credentials"))
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing, invalid or expired credentials"))
 	case errors.Is(err, authz.ErrHidden), errors.Is(err, sync.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, errors.New("not found"))
 	case errors.Is(err, authz.ErrDenied):
