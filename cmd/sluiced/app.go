@@ -331,9 +331,8 @@ func (a *App) connectNATS() (*nats.Conn, error) {
 }
 
 // Handler returns the HTTP handler of the instance: the services and the
-// embedded web app, behind
-// CORS for the configured browser origins, with the verified client
-// certificate's name (mutual TLS) put in the request context.
+// embedded web app, behind CORS for the configured browser origins, with the
+// verified client certificate's name (mutual TLS) put in the request context.
 func (a *App) Handler() http.Handler {
 	// RPCs go to the services; every other path is the embedded web app.
 	svc, web := a.services.Handler(), webHandler()

@@ -16,9 +16,9 @@ var webdist embed.FS
 
 // webHandler serves the embedded web app: its files as they are, and
 // index.html for any other GET of a page path (/color, /chat/<id>), so the
-// app's routes survive a reload. RPC paths (/<package>.<Service>/<Method>),
-// other methods, and missing assets or files with a static extension get
-// 404, never the page. Mount it as the fallback of the services' mux.
+// app's routes survive a reload. Other methods, and missing assets or files
+// with a static extension, get 404, never the page. App.Handler sends RPC
+// paths (isRPCPath) to the services, everything else here.
 func webHandler() http.Handler {
 	dist, err := fs.Sub(webdist, "webdist")
 	if err != nil {
@@ -31,10 +31,6 @@ func webHandler() http.Handler {
 			return
 		}
 		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
-		if isRPCPath(name) {
-			http.NotFound(w, r)
-			return
-		}
 		if name != "" && name != "index.html" {
 			if st, err := fs.Stat(dist, name); err == nil && !st.IsDir() {
 				if strings.HasPrefix(name, "assets/") {
