@@ -207,7 +207,7 @@ func New(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle(authv1connect.NewAuthServiceHandler(auth.NewService(cfg.Login, sessions, policies, valid, cfg.Auth), opts...))
 	mux.Handle(userv1connect.NewUserServiceHandler(user.NewService(cfg.Store, policies, valid), opts...))
-	mux.Handle(syncv1connect.NewSyncServiceHandler(syncSvc, opts...))
+	mux.Handle(syncsvc.NewHandler(syncSvc, opts...))
 	mux.Handle(accessv1connect.NewAccessServiceHandler(access.NewService(policies, reads, loader, cfg.Streamer, streams, valid), opts...))
 	mux.Handle(colorv1connect.NewColorServiceHandler(color.NewService(cfg.Store, policies, valid), opts...))
 	mux.Handle(adminv1connect.NewAdminServiceHandler(admin.NewService(sessions, policies, valid), opts...))

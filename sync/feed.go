@@ -2,15 +2,13 @@ package sync
 
 import (
 	gosync "sync"
-
-	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
 )
 
 // hubEvent is a change decoded once per instance and shared, read-only, by
 // every stream that receives it.
 type hubEvent struct {
 	info      eventInfo
-	ev        *syncv1.SubscribeResponse
+	ev        *Event
 	ephemeral bool // a signal, not a record change: no key, version or seq
 }
 
@@ -30,7 +28,6 @@ type feed struct {
 	mu       gosync.Mutex
 	items    []feedItem
 	overflow bool // buffer dropped: re-read current state from Postgres
-	resync   bool // NATS reconnected: re-read changes from Postgres
 	wake     chan struct{}
 
 	coalesces int // times the buffer was coalesced (for tests and metrics)
@@ -91,24 +88,27 @@ func (f *feed) coalesce() {
 	f.items = append(f.items[:0], kept...)
 }
 
-// markResync asks the stream to re-read its targets from Postgres, e.g.
-// after a NATS reconnect during which changes may have been missed.
-func (f *feed) markResync() {
+// markOverflow drops the queue and asks the stream to re-read current state
+// from Postgres, as if its buffer had overflowed: the Hub could not hand
+// out some changes one by one (see hubScope.reset).
+func (f *feed) markOverflow() {
 	f.mu.Lock()
-	f.resync = true
+	clear(f.items)
+	f.items = f.items[:0]
+	f.overflow = true
 	f.mu.Unlock()
 	f.signal()
 }
 
-// take returns the queued items and the pending re-read flags, and resets
-// them. It is called only by the stream's own goroutine.
-func (f *feed) take(buf []feedItem) (items []feedItem, overflow, resync bool) {
+// take returns the queued items and whether the stream must re-read current
+// state, and resets both. It is called only by the stream's own goroutine.
+func (f *feed) take(buf []feedItem) (items []feedItem, overflow bool) {
 	f.mu.Lock()
 	items = append(buf[:0], f.items...)
 	clear(f.items)
 	f.items = f.items[:0]
-	overflow, resync = f.overflow, f.resync
-	f.overflow, f.resync = false, false
+	overflow = f.overflow
+	f.overflow = false
 	f.mu.Unlock()
-	return items, overflow, resync
+	return items, overflow
 }

@@ -23,9 +23,9 @@ func describe(items []feedItem) string {
 	return strings.Join(parts, " ")
 }
 
-func takeAll(f *feed) (string, bool, bool) {
-	items, overflow, resync := f.take(nil)
-	return describe(items), overflow, resync
+func takeAll(f *feed) (string, bool) {
+	items, overflow := f.take(nil)
+	return describe(items), overflow
 }
 
 func TestFeedBelowLimitKeepsOrder(t *testing.T) {
@@ -35,9 +35,9 @@ func TestFeedBelowLimitKeepsOrder(t *testing.T) {
 	f.offer(hubEv("b", 1, 2))
 	f.offer(hubEv("a", 2, 3))
 	f.offer(hubEv("c", 1, 4))
-	items, overflow, resync := takeAll(f)
-	if items != "a@1 b@1 a@2 c@1" || overflow || resync {
-		t.Fatalf("take = %q overflow=%v resync=%v; want every item in order, no flags", items, overflow, resync)
+	items, overflow := takeAll(f)
+	if items != "a@1 b@1 a@2 c@1" || overflow {
+		t.Fatalf("take = %q overflow=%v; want every item in order, no flag", items, overflow)
 	}
 	if f.coalesces != 0 {
 		t.Fatalf("coalesced %d times below the limit", f.coalesces)
@@ -51,11 +51,11 @@ func TestFeedCoalescesAtLimit(t *testing.T) {
 		f.offer(hubEv(k, int64(i+1), int64(i+1)))
 	}
 	f.offer(hubEv("b", 5, 5)) // full: keep the latest a, b and c, then add b@5
-	items, overflow, resync := takeAll(f)
+	items, overflow := takeAll(f)
 	// Latest versions in the order they were queued, marked coalesced; the
 	// new item follows unmarked.
-	if want := "b@2* a@3* c@4* b@5"; items != want || overflow || resync {
-		t.Fatalf("take = %q overflow=%v resync=%v; want %q", items, overflow, resync, want)
+	if want := "b@2* a@3* c@4* b@5"; items != want || overflow {
+		t.Fatalf("take = %q overflow=%v; want %q", items, overflow, want)
 	}
 	if f.coalesces != 1 {
 		t.Fatalf("coalesces = %d, want 1", f.coalesces)
@@ -72,7 +72,7 @@ func TestFeedCoalescesRepeatedly(t *testing.T) {
 			f.offer(hubEv(k, v, seq))
 		}
 	}
-	items, overflow, _ := f.take(nil)
+	items, overflow := f.take(nil)
 	if overflow {
 		t.Fatal("two keys overflowed a buffer of three")
 	}
@@ -103,19 +103,21 @@ func TestFeedOverflow(t *testing.T) {
 	default:
 		t.Fatal("overflow did not wake the stream")
 	}
-	items, overflow, resync := takeAll(f)
-	if items != "" || !overflow || resync {
-		t.Fatalf("take = %q overflow=%v resync=%v; want nothing queued and overflow set", items, overflow, resync)
+	items, overflow := takeAll(f)
+	if items != "" || !overflow {
+		t.Fatalf("take = %q overflow=%v; want nothing queued and overflow set", items, overflow)
 	}
 	// take resets the flag; the buffer works again.
 	f.offer(hubEv("f", 1, 6))
-	items, overflow, resync = takeAll(f)
-	if items != "f@1" || overflow || resync {
-		t.Fatalf("after take: %q overflow=%v resync=%v", items, overflow, resync)
+	items, overflow = takeAll(f)
+	if items != "f@1" || overflow {
+		t.Fatalf("after take: %q overflow=%v", items, overflow)
 	}
 }
 
-func TestFeedResync(t *testing.T) {
+// TestFeedMarkOverflow: the Hub's request to re-read drops what is queued
+// (the re-read covers it), wakes the stream, and is reported once.
+func TestFeedMarkOverflow(t *testing.T) {
 	t.Parallel()
 	f := newFeed(8)
 	f.offer(hubEv("a", 1, 1))
@@ -124,19 +126,20 @@ func TestFeedResync(t *testing.T) {
 	default:
 		t.Fatal("offer did not wake the stream")
 	}
-	f.markResync()
+	f.markOverflow()
 	select {
 	case <-f.wake:
 	case <-time.After(wait):
-		t.Fatal("markResync did not wake the stream")
+		t.Fatal("markOverflow did not wake the stream")
 	}
-	items, overflow, resync := takeAll(f)
-	if items != "a@1" || overflow || !resync {
-		t.Fatalf("take = %q overflow=%v resync=%v; want the item and resync", items, overflow, resync)
+	items, overflow := takeAll(f)
+	if items != "" || !overflow {
+		t.Fatalf("take = %q overflow=%v; want nothing queued and overflow", items, overflow)
 	}
-	items, overflow, resync = takeAll(f)
-	if items != "" || overflow || resync {
-		t.Fatalf("second take = %q overflow=%v resync=%v; want everything reset", items, overflow, resync)
+	f.offer(hubEv("a", 2, 2))
+	items, overflow = takeAll(f)
+	if items != "a@2" || overflow {
+		t.Fatalf("second take = %q overflow=%v; want the new item, flag reset", items, overflow)
 	}
 }
 
@@ -144,9 +147,9 @@ func TestFeedTakeReusesBuffer(t *testing.T) {
 	t.Parallel()
 	f := newFeed(8)
 	f.offer(hubEv("a", 1, 1))
-	buf, _, _ := f.take(nil)
+	buf, _ := f.take(nil)
 	f.offer(hubEv("b", 1, 2))
-	got, _, _ := f.take(buf)
+	got, _ := f.take(buf)
 	if describe(got) != "b@1" {
 		t.Fatalf("take(buf) = %s, want only the new item", describe(got))
 	}
@@ -173,7 +176,7 @@ func TestFeedConcurrentOffers(t *testing.T) {
 		case <-done:
 			finished++
 		case <-f.wake:
-			items, overflow, _ := f.take(nil)
+			items, overflow := f.take(nil)
 			if overflow {
 				t.Fatal("four keys overflowed a buffer of sixteen")
 			}
@@ -187,7 +190,7 @@ func TestFeedConcurrentOffers(t *testing.T) {
 			t.Fatal("writers did not finish")
 		}
 	}
-	items, _, _ := f.take(nil)
+	items, _ := f.take(nil)
 	for _, it := range items {
 		latest[it.e.info.key] = it.e.info.version
 	}

@@ -18,52 +18,83 @@ import (
 type HubConfig struct {
 	// Prefix is the NATS subject prefix; empty means DefaultPrefix.
 	Prefix string
+	// ReorderWait is how long the Hub holds the changes of a scope behind
+	// a missing seq, waiting for it to arrive from NATS, before it reads
+	// the missing changes from Postgres. Writers publish after their own
+	// commits, so changes of one scope can arrive a little out of commit
+	// order; a lost publication is sent again by a Relay only seconds
+	// later. Zero means 10ms.
+	ReorderWait time.Duration
+	// MaxPending bounds the changes of one scope held behind a gap (and
+	// read in one fill). Beyond it the scope's streams re-read current
+	// state from Postgres (coalesced) instead. Zero means 8192.
+	MaxPending int
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
 }
 
 // Hub fans changes out from NATS to the streams of this instance. It holds
-// one NATS subscription per scope while the scope has local streams, decodes
-// each change once and hands it to every stream's bounded feed without
-// blocking. After a NATS reconnect or a slow-consumer drop it asks every
-// affected stream to re-read from Postgres. It is safe for concurrent use;
-// the caller must call Close.
+// one NATS subscription per scope while the scope has local streams, and
+// restores commit order there, once per scope per instance: changes are
+// handed to the streams strictly in seq order, a seq that does not arrive
+// within ReorderWait is read from Postgres, and after a NATS reconnect or a
+// slow-consumer drop everything after the last seq handed out is read from
+// Postgres. Streams therefore see every change of their scopes exactly once
+// and in commit order. Each change is decoded and encoded once and handed
+// to every stream's bounded feed without blocking.
+//
+// It is safe for concurrent use; the caller must call Close.
 type Hub struct {
-	nc   *nats.Conn
-	subj subjects
-	log  *slog.Logger
+	nc    *nats.Conn
+	store *Store
+	subj  subjects
+	cfg   HubConfig
+	log   *slog.Logger
 
 	mu     gosync.RWMutex
 	scopes map[string]*hubScope
 
+	fillMu   gosync.Mutex
+	fillList []*hubScope // scopes waiting for a fill, each once
+	fillWake chan struct{}
+
 	status chan nats.Status
 	stop   chan struct{}
 	wg     gosync.WaitGroup
+
+	// testHookEstablish, when set, runs after a scope's subscription is in
+	// place and before its seq is read.
+	testHookEstablish func(scope string)
 }
 
-type hubScope struct {
-	sub   *nats.Subscription
-	feeds map[*feed]struct{}
-	ready chan struct{} // closed once the server has the subscription
-}
-
-// NewHub starts a Hub on nc, which stays owned by the caller. The Hub
-// installs nc's asynchronous error handler to detect slow consumers.
-func NewHub(nc *nats.Conn, cfg HubConfig) *Hub {
+// NewHub starts a Hub on nc, which stays owned by the caller; store is
+// where it reads changes that did not arrive. The Hub installs nc's
+// asynchronous error handler to detect slow consumers.
+func NewHub(nc *nats.Conn, store *Store, cfg HubConfig) *Hub {
+	if cfg.ReorderWait <= 0 {
+		cfg.ReorderWait = 10 * time.Millisecond
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 8192
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{
-		nc:     nc,
-		subj:   newSubjects(cfg.Prefix),
-		log:    cfg.Logger,
-		scopes: make(map[string]*hubScope),
-		stop:   make(chan struct{}),
+		nc:       nc,
+		store:    store,
+		subj:     newSubjects(cfg.Prefix),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		scopes:   make(map[string]*hubScope),
+		fillWake: make(chan struct{}, 1),
+		stop:     make(chan struct{}),
 	}
 	h.status = nc.StatusChanged(nats.CONNECTED)
 	nc.SetErrorHandler(h.asyncError)
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.watch()
+	go h.fillLoop()
 	return h
 }
 
@@ -75,13 +106,13 @@ func (h *Hub) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for scope, hs := range h.scopes {
-		_ = hs.sub.Unsubscribe()
+		hs.close()
 		delete(h.scopes, scope)
 	}
 }
 
-// watch re-syncs every stream after NATS reconnects: messages published
-// while the connection was down never reach this instance.
+// watch reads what this instance missed after NATS reconnects: messages
+// published while the connection was down never arrive.
 func (h *Hub) watch() {
 	defer h.wg.Done()
 	for {
@@ -92,23 +123,17 @@ func (h *Hub) watch() {
 			if !ok {
 				return
 			}
-			// The flush proves the server has our subscriptions again before
-			// streams re-read, so nothing can fall between.
+			// The flush proves the server has our subscriptions again
+			// before the fills read, so nothing can fall between.
 			if err := h.nc.FlushTimeout(5 * time.Second); err != nil {
 				h.log.Warn("flush after reconnect", "err", err)
 			}
-			h.log.Info("nats reconnected; re-syncing streams")
-			h.resyncAll()
-		}
-	}
-}
-
-func (h *Hub) resyncAll() {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for _, hs := range h.scopes {
-		for f := range hs.feeds {
-			f.markResync()
+			h.log.Info("nats reconnected; reading missed changes")
+			h.mu.RLock()
+			for _, hs := range h.scopes {
+				h.queueFill(hs, true)
+			}
+			h.mu.RUnlock()
 		}
 	}
 }
@@ -118,28 +143,28 @@ func (h *Hub) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 		h.log.Warn("nats async error", "err", err)
 		return
 	}
-	h.log.Warn("nats slow consumer; re-syncing streams", "subject", sub.Subject)
+	h.log.Warn("nats slow consumer; reading missed changes", "subject", sub.Subject)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, hs := range h.scopes {
 		if hs.sub == sub {
-			for f := range hs.feeds {
-				f.markResync()
-			}
+			h.queueFill(hs, true)
 		}
 	}
 }
 
-// join registers f for the changes of scope and returns once the NATS
-// server has the subscription, so that anything committed after join
-// returns reaches f. If NATS is unreachable join still returns: the
-// reconnect re-sync covers the gap.
+// join registers f for the changes of scope and returns once the Hub is
+// ready to hand f every change committed after join returns, in order. The
+// first stream of a scope on this instance subscribes, waits until the NATS
+// server has the subscription and reads the scope's seq as the point the
+// ordered feed starts from. If NATS is unreachable join still returns: the
+// reconnect fill covers the gap.
 func (h *Hub) join(ctx context.Context, f *feed, scope string) error {
 	h.mu.Lock()
 	hs, ok := h.scopes[scope]
 	if !ok {
-		hs = &hubScope{feeds: make(map[*feed]struct{}), ready: make(chan struct{})}
-		sub, err := h.nc.Subscribe(h.subj.change(scope), func(m *nats.Msg) { h.deliver(scope, m) })
+		hs = &hubScope{h: h, scope: scope, feeds: make(map[*feed]struct{}), pending: make(map[int64]*hubEvent), ready: make(chan struct{})}
+		sub, err := h.nc.Subscribe(h.subj.change(scope), hs.receive)
 		if err != nil {
 			h.mu.Unlock()
 			return err
@@ -149,22 +174,51 @@ func (h *Hub) join(ctx context.Context, f *feed, scope string) error {
 		_ = sub.SetPendingLimits(1<<20, 256<<20)
 		hs.sub = sub
 		h.scopes[scope] = hs
-		hs.feeds[f] = struct{}{}
-		h.mu.Unlock()
-		if err := flush(ctx, h.nc, 5*time.Second); err != nil && ctx.Err() == nil {
-			h.log.Warn("flush subscription", "scope", scope, "err", err)
-		}
-		close(hs.ready)
-		return ctx.Err()
 	}
+	hs.mu.Lock()
 	hs.feeds[f] = struct{}{}
+	hs.mu.Unlock()
 	h.mu.Unlock()
+	if !ok {
+		// Established apart from ctx: other streams may be waiting for it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := h.establish(sctx, hs)
+		cancel()
+		if err != nil {
+			h.mu.Lock()
+			if h.scopes[scope] == hs {
+				delete(h.scopes, scope)
+			}
+			h.mu.Unlock()
+			hs.close()
+		}
+		hs.err = err
+		close(hs.ready)
+	}
 	select {
 	case <-hs.ready:
-		return nil
+		return hs.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// establish makes sure the NATS server has hs's subscription, then reads
+// the scope's seq: every change after it arrives through NATS (or is
+// filled), every change up to it is in any read that starts later.
+func (h *Hub) establish(ctx context.Context, hs *hubScope) error {
+	if err := flush(ctx, h.nc, 5*time.Second); err != nil {
+		h.log.Warn("flush subscription", "scope", hs.scope, "err", err)
+	}
+	if h.testHookEstablish != nil {
+		h.testHookEstablish(hs.scope)
+	}
+	seq, err := h.store.scopeSeq(ctx, hs.scope)
+	if err != nil {
+		return err
+	}
+	hs.start(seq)
+	return nil
 }
 
 // leave unregisters f from scope and drops the NATS subscription when no
@@ -176,42 +230,13 @@ func (h *Hub) leave(f *feed, scope string) {
 	if !ok {
 		return
 	}
+	hs.mu.Lock()
 	delete(hs.feeds, f)
-	if len(hs.feeds) == 0 {
-		_ = hs.sub.Unsubscribe()
+	empty := len(hs.feeds) == 0
+	hs.mu.Unlock()
+	if empty {
+		hs.close()
 		delete(h.scopes, scope)
-	}
-}
-
-// deliver runs on the NATS subscription's goroutine: decode once, hand off
-// to every feed, never block and never touch the database.
-func (h *Hub) deliver(scope string, m *nats.Msg) {
-	ev := new(syncv1.SubscribeResponse)
-	if err := proto.Unmarshal(m.Data, ev); err != nil {
-		h.log.Error("decode change", "scope", scope, "err", err)
-		return
-	}
-	var e *hubEvent
-	if eph := ev.GetEphemeral(); eph != nil {
-		if eph.GetScope() != scope {
-			h.log.Error("malformed ephemeral event", "scope", scope)
-			return
-		}
-		e = &hubEvent{info: eventInfo{scope: scope}, ev: ev, ephemeral: true}
-	} else {
-		info, ok := infoOf(ev)
-		if !ok || info.scope != scope {
-			h.log.Error("malformed change", "scope", scope)
-			return
-		}
-		e = &hubEvent{info: info, ev: ev}
-	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if hs := h.scopes[scope]; hs != nil {
-		for f := range hs.feeds {
-			f.offer(e)
-		}
 	}
 }
 
@@ -233,4 +258,305 @@ func (h *Hub) PublishEphemeral(scope, kind, from string) error {
 		return err
 	}
 	return h.nc.Publish(h.subj.change(scope), data)
+}
+
+// queueFill asks the fill loop to read the missing changes of hs; tail
+// reads everything after the last seq handed out, not just up to the
+// newest change held back. It never blocks.
+func (h *Hub) queueFill(hs *hubScope, tail bool) {
+	hs.mu.Lock()
+	hs.tail = hs.tail || tail
+	queued := hs.queued
+	hs.queued = true
+	hs.mu.Unlock()
+	if queued {
+		return
+	}
+	h.fillMu.Lock()
+	h.fillList = append(h.fillList, hs)
+	h.fillMu.Unlock()
+	select {
+	case h.fillWake <- struct{}{}:
+	default:
+	}
+}
+
+// fillLoop reads missing changes from Postgres, one scope at a time, for
+// every stream of the instance at once.
+func (h *Hub) fillLoop() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.fillWake:
+		}
+		for {
+			h.fillMu.Lock()
+			if len(h.fillList) == 0 {
+				h.fillMu.Unlock()
+				break
+			}
+			hs := h.fillList[0]
+			h.fillList[0] = nil
+			h.fillList = h.fillList[1:]
+			h.fillMu.Unlock()
+			h.fill(hs)
+			select {
+			case <-h.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// fill reads the changes hs lacks and hands them out in order.
+func (h *Hub) fill(hs *hubScope) {
+	hs.mu.Lock()
+	hs.queued = false
+	if hs.closed || hs.next == 0 {
+		hs.tail = false
+		hs.mu.Unlock()
+		return
+	}
+	after, upto := hs.next-1, hs.maxSeen
+	if hs.tail {
+		upto = 0
+	}
+	hs.tail = false
+	if upto != 0 && upto <= after {
+		hs.mu.Unlock()
+		return // arrived meanwhile
+	}
+	hs.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	got, err := h.store.missing(ctx, hs.scope, after, upto, h.cfg.MaxPending)
+	cancel()
+	if err != nil {
+		// Postgres is unreachable: try again later; streams keep what
+		// they have and get nothing out of order meanwhile.
+		h.log.Warn("read missing changes; retrying", "scope", hs.scope, "after", after, "err", err)
+		hs.mu.Lock()
+		hs.retry = time.AfterFunc(250*time.Millisecond, func() { h.queueFill(hs, upto == 0) })
+		hs.mu.Unlock()
+		return
+	}
+	events := make([]*hubEvent, 0, len(got.changes))
+	for i := range got.changes {
+		e, err := changeEvent(&got.changes[i])
+		if err != nil {
+			h.log.Error("encode change", "scope", hs.scope, "seq", got.changes[i].Seq, "err", err)
+			got.pruned = true // cannot be sent: let the streams re-read
+			break
+		}
+		events = append(events, e)
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.closed {
+		return
+	}
+	if got.pruned || got.truncated {
+		// Too much to hand out change by change, or no longer in the
+		// history: every stream re-reads current state, marked coalesced.
+		hs.reset(got.seq)
+		return
+	}
+	for _, e := range events {
+		if e.info.seq == hs.next {
+			hs.emit(e)
+			hs.next++
+		}
+	}
+	hs.drain()
+}
+
+// hubScope is the ordered feed of one scope on one instance.
+type hubScope struct {
+	h     *Hub
+	scope string
+	sub   *nats.Subscription
+	ready chan struct{} // closed once the scope can be followed
+	err   error         // why it cannot; set before ready is closed
+
+	mu      gosync.Mutex
+	feeds   map[*feed]struct{}
+	next    int64               // the next seq to hand out; 0 until start
+	pending map[int64]*hubEvent // arrived ahead of next
+	maxSeen int64
+	timer   *time.Timer // armed while a gap waits for ReorderWait
+	retry   *time.Timer // armed while a failed fill waits to run again
+	queued  bool        // on the fill list
+	tail    bool        // the next fill reads everything after next-1
+	closed  bool
+}
+
+// receive runs on the NATS subscription's goroutine: decode once, order,
+// hand off to every feed; never block and never touch the database.
+func (hs *hubScope) receive(m *nats.Msg) {
+	ev := new(syncv1.SubscribeResponse)
+	if err := proto.Unmarshal(m.Data, ev); err != nil {
+		hs.h.log.Error("decode change", "scope", hs.scope, "err", err)
+		return
+	}
+	var e *hubEvent
+	if eph := ev.GetEphemeral(); eph != nil {
+		if eph.GetScope() != hs.scope {
+			hs.h.log.Error("malformed ephemeral event", "scope", hs.scope)
+			return
+		}
+		e = &hubEvent{info: eventInfo{scope: hs.scope}, ev: encodedEvent(ev, m.Data), ephemeral: true}
+	} else {
+		info, ok := infoOf(ev)
+		if !ok || info.scope != hs.scope || info.seq <= 0 {
+			hs.h.log.Error("malformed change", "scope", hs.scope)
+			return
+		}
+		e = &hubEvent{info: info, ev: encodedEvent(ev, m.Data)}
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.offer(e)
+}
+
+// offer orders e into the feed. Caller holds mu.
+func (hs *hubScope) offer(e *hubEvent) {
+	if hs.closed {
+		return
+	}
+	if e.ephemeral {
+		hs.emit(e) // signals are not ordered with changes
+		return
+	}
+	seq := e.info.seq
+	if seq > hs.maxSeen {
+		hs.maxSeen = seq
+	}
+	if hs.next != 0 && seq < hs.next {
+		return // a duplicate: a relay republish, or filled already
+	}
+	if seq == hs.next {
+		hs.emit(e)
+		hs.next++
+		hs.drain()
+		return
+	}
+	hs.pending[seq] = e
+	if len(hs.pending) > hs.h.cfg.MaxPending {
+		// Held back too long (Postgres unreachable for the fill): give up
+		// change by change; the streams re-read current state.
+		hs.h.log.Warn("too many changes held back; streams re-read", "scope", hs.scope, "held", len(hs.pending))
+		hs.reset(hs.maxSeen)
+		return
+	}
+	if hs.next != 0 {
+		hs.armGap()
+	}
+}
+
+// start sets where the ordered feed begins: after seq. Changes up to seq
+// that arrived meanwhile are dropped, since every stream's catch-up read
+// starts later and contains them.
+func (hs *hubScope) start(seq int64) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.next = seq + 1
+	for s := range hs.pending {
+		if s <= seq {
+			delete(hs.pending, s)
+		}
+	}
+	hs.drain()
+}
+
+// drain hands out the held-back changes that are next in order, and waits
+// for the rest. Caller holds mu.
+func (hs *hubScope) drain() {
+	for {
+		e, ok := hs.pending[hs.next]
+		if !ok {
+			break
+		}
+		delete(hs.pending, hs.next)
+		hs.emit(e)
+		hs.next++
+	}
+	if len(hs.pending) == 0 {
+		if hs.timer != nil {
+			hs.timer.Stop()
+			hs.timer = nil
+		}
+		return
+	}
+	hs.armGap()
+}
+
+// armGap starts the wait for a missing seq, unless one is running. Caller
+// holds mu.
+func (hs *hubScope) armGap() {
+	if hs.timer != nil {
+		return
+	}
+	hs.timer = time.AfterFunc(hs.h.cfg.ReorderWait, func() {
+		hs.mu.Lock()
+		hs.timer = nil
+		gap := len(hs.pending) > 0 && !hs.closed
+		hs.mu.Unlock()
+		if gap {
+			hs.h.queueFill(hs, false)
+		}
+	})
+}
+
+// reset gives up on handing out the changes up to seq one by one: every
+// feed re-reads current state from Postgres, and the ordered feed goes on
+// after seq. Caller holds mu.
+func (hs *hubScope) reset(seq int64) {
+	for f := range hs.feeds {
+		f.markOverflow()
+	}
+	if seq+1 > hs.next {
+		hs.next = seq + 1
+	}
+	for s := range hs.pending {
+		if s < hs.next {
+			delete(hs.pending, s)
+		}
+	}
+	hs.drain()
+}
+
+// emit hands e to every feed. Caller holds mu.
+func (hs *hubScope) emit(e *hubEvent) {
+	for f := range hs.feeds {
+		f.offer(e)
+	}
+}
+
+// close drops the subscription and stops the timers.
+func (hs *hubScope) close() {
+	hs.mu.Lock()
+	hs.closed = true
+	if hs.timer != nil {
+		hs.timer.Stop()
+	}
+	if hs.retry != nil {
+		hs.retry.Stop()
+	}
+	hs.mu.Unlock()
+	if hs.sub != nil {
+		_ = hs.sub.Unsubscribe()
+	}
+}
+
+// changeEvent is the hub event of a change read from Postgres.
+func changeEvent(c *Change) (*hubEvent, error) {
+	ev, err := c.Event(false, false)
+	if err != nil {
+		return nil, err
+	}
+	info, _ := infoOf(ev)
+	return &hubEvent{info: info, ev: NewEvent(ev)}, nil
 }

@@ -77,3 +77,60 @@ func (r *reader) changes(ctx context.Context, scope string, afterSeq, beforeSeq 
 	}
 	return out, nil
 }
+
+// scopeSeq returns the current seq of scope; 0 for a scope never written.
+func (s *Store) scopeSeq(ctx context.Context, scope string) (int64, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT seq FROM scopes WHERE scope = $1`, scope).Scan(&seq)
+	if err == pgx.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("scope %s: %w", scope, translate(err))
+	}
+	return seq, nil
+}
+
+// missingChanges is what a Hub reads to fill a gap in a scope's feed.
+type missingChanges struct {
+	changes   []Change // in seq order
+	seq       int64    // the scope's seq in the same snapshot
+	pruned    bool     // some of the changes asked for are behind the horizon
+	truncated bool     // more than the limit asked for: changes is incomplete
+}
+
+// missing reads the changes of scope with after < seq <= upto (upto 0: no
+// upper bound), at most limit of them, from one snapshot.
+func (s *Store) missing(ctx context.Context, scope string, after, upto int64, limit int) (missingChanges, error) {
+	var out missingChanges
+	err := s.view(ctx, func(r *reader) error {
+		seq, horizon, err := r.scopeState(ctx, scope)
+		if err != nil {
+			return err
+		}
+		out.seq = seq
+		if after >= seq {
+			return nil
+		}
+		if after < horizon {
+			out.pruned = true
+			return nil
+		}
+		rows, err := r.tx.Query(ctx, `
+			SELECT key, scope, version, seq, deleted, type_name, payload, actor, at
+			FROM changes WHERE scope = $1 AND seq > $2 AND ($3 = 0 OR seq <= $3)
+			ORDER BY seq LIMIT $4`, scope, after, upto, limit+1)
+		if err != nil {
+			return fmt.Errorf("read changes %s: %w", scope, translate(err))
+		}
+		out.changes, err = pgx.CollectRows(rows, scanChangeRow)
+		if err != nil {
+			return fmt.Errorf("read changes %s: %w", scope, translate(err))
+		}
+		if len(out.changes) > limit {
+			out.changes, out.truncated = out.changes[:limit], true
+		}
+		return nil
+	})
+	return out, err
+}

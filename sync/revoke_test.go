@@ -24,9 +24,9 @@ func newEngine(t *testing.T) *engine {
 	prefix := fmt.Sprintf("rv%d", time.Now().UnixNano())
 	pub := NewPublisher(nc, pool, PublisherConfig{Prefix: prefix})
 	t.Cleanup(pub.Close)
-	hub := NewHub(nc, HubConfig{Prefix: prefix})
-	t.Cleanup(hub.Close)
 	store := NewStore(pool, StoreConfig{Notifier: pub})
+	hub := NewHub(nc, store, HubConfig{Prefix: prefix})
+	t.Cleanup(hub.Close)
 	return &engine{store: store, streamer: NewStreamer(store, hub, StreamerConfig{Heartbeat: time.Hour})}
 }
 
@@ -52,10 +52,10 @@ func runStream(t *testing.T, e *engine, targets Targets) (<-chan *syncv1.Subscri
 	go func() {
 		defer wg.Done()
 		defer close(ch)
-		_ = e.streamer.Stream(ctx, targets, func(ev *syncv1.SubscribeResponse) error {
+		_ = e.streamer.Stream(ctx, targets, SinkFunc(func(ev *syncv1.SubscribeResponse) error {
 			ch <- ev
 			return nil
-		})
+		}))
 	}()
 	stop := func() { cancel(); wg.Wait() }
 	t.Cleanup(stop)

@@ -72,6 +72,12 @@ type Streamer struct {
 	hub   *Hub
 	cfg   StreamerConfig
 	log   *slog.Logger
+
+	// testHook, when set, runs at the points of a new stream where a
+	// concurrent commit is hardest to get right: "joined" (after the Hub
+	// joins) and "read" (after the catch-up read, before anything is sent
+	// or the first live change is taken).
+	testHook func(point string)
 }
 
 // NewStreamer returns a Streamer reading from store and hub.
@@ -89,12 +95,13 @@ func NewStreamer(store *Store, hub *Hub, cfg StreamerConfig) *Streamer {
 }
 
 // Stream sends t's catch-up, a SyncedEvent, then live changes until ctx ends
-// or send fails. send is called only from the calling goroutine. Stream
-// returns ctx's error when ctx ends, send's error, or a database error.
-func (s *Streamer) Stream(ctx context.Context, t Targets, send func(*syncv1.SubscribeResponse) error) error {
+// or the sink fails. The sink is called only from the calling goroutine,
+// and flushed after each batch of events. Stream returns ctx's error when
+// ctx ends, the sink's error, or a database error.
+func (s *Streamer) Stream(ctx context.Context, t Targets, sink Sink) error {
 	st := &stream{
 		s:       s,
-		send:    send,
+		sink:    sink,
 		records: make(map[string]*int64),
 		scopes:  make(map[string]*int64),
 		feed:    newFeed(s.cfg.Buffer),
@@ -154,6 +161,9 @@ func (s *Streamer) Stream(ctx context.Context, t Targets, send func(*syncv1.Subs
 	if err := st.recheck(ctx, st.guards); err != nil {
 		return err
 	}
+	if s.testHook != nil {
+		s.testHook("joined")
+	}
 	if err := st.catchUp(ctx); err != nil {
 		return err
 	}
@@ -164,13 +174,16 @@ func (s *Streamer) Stream(ctx context.Context, t Targets, send func(*syncv1.Subs
 	if err := st.emit(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Synced{Synced: synced}}); err != nil {
 		return err
 	}
+	if err := st.sink.Flush(); err != nil {
+		return err
+	}
 	return st.live(ctx)
 }
 
 // stream is the state of one running stream, owned by its goroutine.
 type stream struct {
 	s           *Streamer
-	send        func(*syncv1.SubscribeResponse) error
+	sink        Sink
 	feed        *feed
 	records     map[string]*int64 // key -> version delivered
 	scopes      map[string]*int64 // scope -> seq delivered
@@ -191,9 +204,16 @@ type guarded struct {
 	revoked    bool
 }
 
+// emit sends an event made for this stream alone.
 func (st *stream) emit(ev *syncv1.SubscribeResponse) error {
+	return st.emitEvent(NewEvent(ev))
+}
+
+// emitEvent sends an event, possibly shared with other streams. The sink
+// may hold it until the next flush.
+func (st *stream) emitEvent(e *Event) error {
 	st.lastSend = time.Now()
-	return st.send(ev)
+	return st.sink.Send(e)
 }
 
 // catchUp sends what the client lacks, read from one consistent snapshot.
@@ -234,6 +254,9 @@ func (st *stream) catchUp(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if st.s.testHook != nil {
+		st.s.testHook("read")
 	}
 	return st.deliverAll(ctx, out)
 }
@@ -345,7 +368,8 @@ func (st *stream) advance(info eventInfo, force bool) bool {
 	return send
 }
 
-// live forwards changes from the feed until ctx ends.
+// live forwards changes from the feed until ctx ends. Whatever is queued
+// when the stream wakes is sent together and flushed once.
 func (st *stream) live(ctx context.Context) error {
 	hb := time.NewTicker(st.s.cfg.Heartbeat)
 	defer hb.Stop()
@@ -361,9 +385,9 @@ func (st *stream) live(ctx context.Context) error {
 				}
 			}
 		case <-st.feed.wake:
-			items, overflow, resync := st.feed.take(buf)
+			items, overflow := st.feed.take(buf)
 			buf = items
-			if overflow || resync {
+			if overflow {
 				// Changes to deps may have been lost too: check access
 				// first, so nothing is re-read for a revoked target.
 				if err := st.recheck(ctx, st.guards); err != nil {
@@ -371,7 +395,7 @@ func (st *stream) live(ctx context.Context) error {
 				}
 				// The re-read covers everything committed so far; queued
 				// items are still merged below and dropped as duplicates.
-				if err := st.reread(ctx, overflow); err != nil {
+				if err := st.reread(ctx); err != nil {
 					return err
 				}
 			}
@@ -381,6 +405,9 @@ func (st *stream) live(ctx context.Context) error {
 				}
 			}
 			clear(items)
+		}
+		if err := st.sink.Flush(); err != nil {
+			return err
 		}
 	}
 }
@@ -392,7 +419,7 @@ func (st *stream) forward(ctx context.Context, it feedItem) error {
 		if st.scopes[it.e.info.scope] == nil {
 			return nil // only scope feeds carry signals
 		}
-		return st.emit(it.e.ev)
+		return st.emitEvent(it.e.ev)
 	}
 	info := it.e.info
 	if cur := st.scopes[info.scope]; cur != nil && info.seq > *cur+1 {
@@ -408,17 +435,17 @@ func (st *stream) forward(ctx context.Context, it feedItem) error {
 			if err := st.recheck(ctx, st.guards); err != nil {
 				return err
 			}
-			if err := st.reread(ctx, true); err != nil {
+			if err := st.reread(ctx); err != nil {
 				return err
 			}
 		}
 	}
 	if st.advance(info, it.coalesced) {
-		ev := it.e.ev
+		e := it.e.ev
 		if it.coalesced {
-			ev = withCoalesced(ev)
+			e = NewEvent(withCoalesced(e.Msg))
 		}
-		if err := st.emit(ev); err != nil {
+		if err := st.emitEvent(e); err != nil {
 			return err
 		}
 	}
@@ -520,23 +547,16 @@ func (st *stream) fillGap(ctx context.Context, scope string, after, before int64
 	return st.deliverAll(ctx, out)
 }
 
-// reread brings every target up to date from Postgres after live changes
-// may have been lost: the buffer overflowed (current state, coalesced) or
-// NATS reconnected (the exact changes since each cursor).
-func (st *stream) reread(ctx context.Context, coalesced bool) error {
+// reread brings every target up to the current state from Postgres after
+// live changes were dropped (the stream's buffer overflowed, or the Hub
+// could not hand them out one by one). Versions in between are skipped, so
+// every record event it sends is marked coalesced.
+func (st *stream) reread(ctx context.Context) error {
 	var out []*syncv1.SubscribeResponse
 	err := st.s.store.view(ctx, func(r *reader) error {
 		out = out[:0]
 		for _, scope := range st.scopeOrder {
 			after := *st.scopes[scope]
-			if !coalesced {
-				evs, err := st.scopeCatchUp(ctx, r, scope, after)
-				if err != nil {
-					return err
-				}
-				out = append(out, evs...)
-				continue
-			}
 			seq, _, err := r.scopeState(ctx, scope)
 			if err != nil {
 				return err
@@ -561,10 +581,12 @@ func (st *stream) reread(ctx context.Context, coalesced bool) error {
 				return err
 			}
 			for i := range recs {
-				if recs[i].Version <= *st.records[recs[i].Key] {
+				have := *st.records[recs[i].Key]
+				if recs[i].Version <= have {
 					continue
 				}
-				ev, err := recs[i].Event(false, coalesced)
+				// Only a jump over versions is a coalesced event.
+				ev, err := recs[i].Event(false, recs[i].Version > have+1)
 				if err != nil {
 					return err
 				}

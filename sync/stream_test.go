@@ -32,9 +32,9 @@ func newRig(t *testing.T) *rig {
 	r.nats, r.nc = testNATS(t)
 	pub := NewPublisher(r.nc, r.pool, PublisherConfig{Prefix: r.prefix})
 	t.Cleanup(pub.Close)
-	r.hub = NewHub(r.nc, HubConfig{Prefix: r.prefix})
-	t.Cleanup(r.hub.Close)
 	r.store = NewStore(r.pool, StoreConfig{Notifier: pub})
+	r.hub = NewHub(r.nc, r.store, HubConfig{Prefix: r.prefix})
+	t.Cleanup(r.hub.Close)
 	r.quiet = NewStore(r.pool, StoreConfig{})
 	return r
 }
@@ -55,7 +55,7 @@ func (r *rig) open(t *testing.T, cfg StreamerConfig, targets Targets, send func(
 	ctx, cancel := context.WithCancel(context.Background())
 	sr := &run{t: t, events: make(chan *syncv1.SubscribeResponse, 10000), done: make(chan error, 1)}
 	go func() {
-		sr.done <- streamer.Stream(ctx, targets, func(ev *syncv1.SubscribeResponse) error {
+		sr.done <- streamer.Stream(ctx, targets, SinkFunc(func(ev *syncv1.SubscribeResponse) error {
 			select {
 			case sr.events <- ev:
 			default:
@@ -65,7 +65,7 @@ func (r *rig) open(t *testing.T, cfg StreamerConfig, targets Targets, send func(
 				return send(ctx, ev)
 			}
 			return nil
-		})
+		}))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -489,12 +489,12 @@ func TestStreamLeavesHub(t *testing.T) {
 		done <- streamer.Stream(ctx, Targets{
 			Scopes:  []ScopeTarget{{Scope: "a"}, {Scope: "b"}},
 			Records: []RecordTarget{{Key: "x", Scope: "c"}},
-		}, func(ev *syncv1.SubscribeResponse) error {
+		}, SinkFunc(func(ev *syncv1.SubscribeResponse) error {
 			if ev.GetSynced() != nil {
 				synced <- struct{}{}
 			}
 			return nil
-		})
+		}))
 	}()
 	select {
 	case <-synced:

@@ -6,9 +6,10 @@ import (
 )
 
 // Watch calls eval now and again whenever a record its last evaluation
-// depended on changes, and after NATS trouble (when changes may have been
-// missed), until ctx ends or eval or heartbeat fails. eval returns the
-// records it read. heartbeat is called after each idle Heartbeat interval.
+// depended on changes, until ctx ends or eval or heartbeat fails. eval returns the
+// records it read. The Hub hands out every change of a dep's scope in
+// order, reading what NATS lost from Postgres; when it cannot, eval runs
+// again anyway. heartbeat is called after each idle Heartbeat interval.
 // Watch runs eval and heartbeat on the calling goroutine only.
 func (s *Streamer) Watch(ctx context.Context, eval func(ctx context.Context) ([]Dep, error), heartbeat func() error) error {
 	f := newFeed(s.cfg.Buffer)
@@ -59,9 +60,9 @@ func (s *Streamer) Watch(ctx context.Context, eval func(ctx context.Context) ([]
 				return err
 			}
 		case <-f.wake:
-			items, overflow, resync := f.take(buf)
+			items, overflow := f.take(buf)
 			buf = items
-			changed := overflow || resync
+			changed := overflow
 			for _, it := range items {
 				if deps[it.e.info.key] {
 					changed = true

@@ -176,13 +176,13 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 
-	a.hub = sync.NewHub(a.nc, sync.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
 	a.pub = sync.NewPublisher(a.nc, a.pool, sync.PublisherConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
 	var notifier sync.Notifier = a.pub
 	if cfg.NoPublish {
 		notifier = nil
 	}
 	a.store = sync.NewStore(a.pool, sync.StoreConfig{Notifier: notifier, Logger: a.log})
+	a.hub = sync.NewHub(a.nc, a.store, sync.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
 	a.relay = sync.NewRelay(a.nc, a.pool, sync.RelayConfig{
 		Prefix:       cfg.NATSPrefix,
 		Interval:     cfg.RelayInterval,

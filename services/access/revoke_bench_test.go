@@ -47,9 +47,9 @@ func newRevokeEnv(b testing.TB) *revokeEnv {
 	prefix := testenv.Prefix()
 	pub := sync.NewPublisher(nc, pool, sync.PublisherConfig{Prefix: prefix})
 	b.Cleanup(pub.Close)
-	hub := sync.NewHub(nc, sync.HubConfig{Prefix: prefix})
-	b.Cleanup(hub.Close)
 	store := sync.NewStore(pool, sync.StoreConfig{Notifier: pub})
+	hub := sync.NewHub(nc, store, sync.HubConfig{Prefix: prefix})
+	b.Cleanup(hub.Close)
 	reads, err := authz.NewReadRules(authz.ReadRule{Type: "room", Description: "holders of a grant",
 		Check: func(ctx context.Context, p *authz.Principal, id string, f authz.Facts) error {
 			found, err := f.Get(ctx, "grant/"+id+"."+p.ID, &colorv1.Permissions{})
@@ -113,7 +113,7 @@ func (e *revokeEnv) open(b testing.TB, room string, users []string) map[string]c
 		}
 		go func() {
 			_ = e.streamer.Stream(uctx, sync.Targets{Scopes: []sync.ScopeTarget{{Scope: scope, Deps: deps, Guard: guard}}},
-				func(ev *syncv1.SubscribeResponse) error {
+				sync.SinkFunc(func(ev *syncv1.SubscribeResponse) error {
 					switch {
 					case ev.GetSynced() != nil:
 						synced <- struct{}{}
@@ -121,7 +121,7 @@ func (e *revokeEnv) open(b testing.TB, room string, users []string) map[string]c
 						ch <- time.Now()
 					}
 					return nil
-				})
+				}))
 		}()
 	}
 	for range users {

@@ -157,7 +157,10 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 	p := authz.PrincipalFrom(ctx)
 	ctx, release := s.streams.Hold(ctx)
 	defer release()
-	send := stream.Send
+	out := newSink(ctx, stream.Conn())
+	// Whatever is still held goes out before connect-go ends the stream.
+	defer out.Flush() //nolint:errcheck // Flush only releases the gate
+	var snk sync.Sink = out
 	if here := s.presenceScopes(t); len(here) > 0 && !p.Service {
 		for _, scope := range here {
 			leave, err := s.cfg.Presence.Enter(ctx, scope, p.ID)
@@ -166,9 +169,9 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 			}
 			defer leave()
 		}
-		send = s.withPresence(ctx, here, stream.Send)
+		snk = &presenceSink{Sink: out, ctx: ctx, svc: s, scopes: here}
 	}
-	return auth.Ended(ctx, s.streamer.Stream(ctx, t, send))
+	return auth.Ended(ctx, s.streamer.Stream(ctx, t, snk))
 }
 
 // scopeOf returns the scope of key: the key itself for self-scoped types,
@@ -243,26 +246,31 @@ func (s *Service) presenceScopes(t sync.Targets) []string {
 	return out
 }
 
-// withPresence sends, right after the SyncedEvent, who is online on each
+// presenceSink sends, right after the SyncedEvent, who is online on each
 // presence scope; joins and leaves then arrive live.
-func (s *Service) withPresence(ctx context.Context, scopes []string, send func(*syncv1.SubscribeResponse) error) func(*syncv1.SubscribeResponse) error {
-	return func(ev *syncv1.SubscribeResponse) error {
-		if err := send(ev); err != nil || ev.GetSynced() == nil {
+type presenceSink struct {
+	sync.Sink
+	ctx    context.Context
+	svc    *Service
+	scopes []string
+}
+
+func (ps *presenceSink) Send(e *sync.Event) error {
+	if err := ps.Sink.Send(e); err != nil || e.Msg.GetSynced() == nil {
+		return err
+	}
+	for _, scope := range ps.scopes {
+		users, err := ps.svc.cfg.Presence.Online(ps.ctx, scope)
+		if err != nil {
 			return err
 		}
-		for _, scope := range scopes {
-			users, err := s.cfg.Presence.Online(ctx, scope)
-			if err != nil {
+		for _, u := range users {
+			if err := ps.Sink.Send(sync.NewEvent(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Ephemeral{Ephemeral: &syncv1.EphemeralEvent{
+				Scope: scope, Kind: sync.PresenceHere, From: u, At: timestamppb.Now(),
+			}}})); err != nil {
 				return err
 			}
-			for _, u := range users {
-				if err := send(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Ephemeral{Ephemeral: &syncv1.EphemeralEvent{
-					Scope: scope, Kind: sync.PresenceHere, From: u, At: timestamppb.Now(),
-				}}}); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
 	}
+	return nil
 }
