@@ -106,7 +106,7 @@ func (s *sink) Flush() error {
 // sync.Event is written from its ready-made encoding.
 type binaryCodec struct{}
 
-func (binaryCodec) Name() string  { return "proto" }
+func (binaryCodec) Name() string   { return "proto" }
 func (binaryCodec) IsBinary() bool { return true }
 
 func (c binaryCodec) Marshal(msg any) ([]byte, error) { return c.MarshalAppend(nil, msg) }
