@@ -25,32 +25,55 @@
 // grace period. Duplicates are possible; streams drop them by version and
 // seq.
 //
-// Streams. A stream joins the Hub for its scopes (and waits until the NATS
-// server has the subscription) before it reads anything, then reads its
-// catch-up from one repeatable-read snapshot and merges the live changes
-// queued meanwhile. Per record target, versions only grow. Per scope target,
-// seqs are delivered gapless in commit order: a gap seen on the live path is
-// filled from Postgres, never skipped. Every event marked `coalesced` is the
-// only exception: it says earlier versions were skipped because only the
-// latest version of each record was sent, and the record state is still
-// complete.
+// Commit order on the live path. Writers publish after their own commits,
+// so NATS can carry the changes of one scope out of commit order, and a
+// publication can be lost. The Hub restores commit order once per scope per
+// instance: it hands changes to its streams strictly in seq order, holds
+// back a change that arrives early for up to HubConfig.ReorderWait, and
+// then reads the missing seqs from Postgres (a seq n that arrived proves
+// every seq below n committed). A late duplicate (a relay republish) is
+// dropped there. Streams thus see each scope's changes exactly once and in
+// commit order, whatever the number of writers and instances.
+//
+// Streams. A stream joins the Hub for its scopes before it reads anything
+// (the Hub's first stream of a scope waits until the NATS server has the
+// subscription and reads the scope's seq as the start of its ordered feed),
+// then reads its catch-up from one repeatable-read snapshot and merges the
+// live changes queued meanwhile. After the catch-up, a record target gets
+// every committed version of its record, once and in order (versions grow
+// by exactly one), and a scope target every seq of its scope, gapless and
+// in commit order. An event marked `coalesced` is the only exception: it
+// says earlier versions were skipped because only the latest version of
+// each record was sent, and the record state is still complete.
 //
 // Slow consumers. Each stream has a bounded buffer. When it is full it is
 // coalesced to the latest version per key; when even that does not fit, it
 // is dropped and the stream re-reads current state from Postgres. Fan-out
-// never blocks on one stream and never drops a change silently.
+// never blocks on one stream and never drops a change silently. A stream
+// gets `coalesced` only when it fell behind itself, or when the Hub could
+// not replay a scope change by change (below).
 //
-// NATS loss. After NATS reconnects, every stream of the instance re-reads
-// its targets from the last seq and version it delivered. A slow-consumer
-// drop reported by nats.go does the same for the affected scope.
+// NATS loss. After NATS reconnects, and after nats.go reports a slow
+// consumer, the Hub reads every change of each scope it follows after the
+// last seq it handed out, and hands those out in order: streams see the
+// exact changes, not a re-read. Where that is more than
+// HubConfig.MaxPending changes, or behind the history horizon, or Postgres
+// stays unreachable while changes pile up, the scope's streams re-read
+// current state instead (coalesced).
+//
+// Delivery. A live change is decoded and encoded once per instance; every
+// stream sends the same bytes (Event). A stream sends what is queued when
+// it wakes and flushes its Sink once, so a busy stream pays one network
+// write for many events.
 //
 // Live access. A target may carry the records its read decision consulted
 // (Deps) and a Guard. When one of them changes the Guard runs on the
 // stream's goroutine before the next change is forwarded; a target it no
 // longer allows gets a RevokedEvent and nothing more. A dep in the target's
 // own scope is ordered with the target's changes, so no change committed
-// after the revoking one reaches the stream. After NATS trouble, overflow or
-// a coalesced gap, every guard runs before anything is re-read.
+// after the revoking one reaches the stream. Changes NATS lost reach the
+// guards through the Hub's fill like any other; before a re-read of
+// current state (overflow, a coalesced gap) every guard runs first.
 //
 // Ephemeral signals (PublishEphemeral: typing) travel on the scope's
 // subject, are never stored, reach only streams open at the time, at most

@@ -312,3 +312,50 @@ func TestRacingWritersEveryVersionInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordTargetAfterNATSRestart: versions committed while NATS was down
+// reach a record target one by one after the reconnect, none coalesced.
+func TestRecordTargetAfterNATSRestart(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	sr := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "doc/n", Scope: "docs"}}}, nil)
+	sr.expect("synced")
+	put(t, r.store, "doc/n", "docs", "before")
+	sr.expect("record doc/n v1 s1")
+
+	r.nats.Stop()
+	for i := range 3 {
+		put(t, r.quiet, "doc/n", "docs", fmt.Sprintf("during %d", i))
+	}
+	r.nats.Start()
+	sr.expect("record doc/n v2 s2", "record doc/n v3 s3", "record doc/n v4 s4")
+
+	put(t, r.store, "doc/n", "docs", "after")
+	sr.expect("record doc/n v5 s5")
+}
+
+// TestHubReplayTooLongIsCoalesced: when more changes were missed than the
+// Hub replays one by one, the stream re-reads current state and says so.
+func TestHubReplayTooLongIsCoalesced(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	hub := NewHub(r.nc, r.store, HubConfig{Prefix: r.prefix, MaxPending: 2})
+	t.Cleanup(hub.Close)
+	sr := r.openWith(t, NewStreamer(r.store, hub, StreamerConfig{}), Targets{
+		Records: []RecordTarget{{Key: "doc/m", Scope: "docs"}},
+		Scopes:  []ScopeTarget{{Scope: "other"}},
+	})
+	sr.expect("synced other@0")
+	put(t, r.store, "doc/m", "docs", "before")
+	sr.expect("record doc/m v1 s1")
+
+	r.nats.Stop()
+	for i := range 5 {
+		put(t, r.quiet, "doc/m", "docs", fmt.Sprintf("during %d", i))
+	}
+	r.nats.Start()
+	sr.expect("record doc/m v6 s6 coalesced")
+
+	put(t, r.store, "doc/m", "docs", "after")
+	sr.expect("record doc/m v7 s7")
+}

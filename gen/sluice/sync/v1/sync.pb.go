@@ -364,9 +364,12 @@ type RecordEvent struct {
 	// snapshot is true when the record comes from catch-up state rather than
 	// from a live change.
 	Snapshot bool `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	// coalesced is true when earlier changes in this scope were skipped
-	// because only the latest version of each record was sent (slow consumer
-	// or gap repair from current state). The record state is still complete.
+	// coalesced is true when earlier changes were skipped because only the
+	// latest version of each record was sent: the stream fell behind (its
+	// buffer filled), or changes the server could not replay one by one (a
+	// long outage, history pruned) were replaced by current state. The record
+	// state is still complete. Live events not marked coalesced follow each
+	// other without gaps.
 	Coalesced     bool `protobuf:"varint,3,opt,name=coalesced,proto3" json:"coalesced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -47,10 +47,15 @@ type SyncServiceClient interface {
 	// request, then live changes as they commit, and a HeartbeatEvent whenever
 	// the stream has been idle for the heartbeat interval.
 	//
-	// Ordering: per record, versions only grow; per scope target, seqs are
-	// delivered gapless and in commit order unless an event says `coalesced`.
-	// A stream that ends with code `unavailable` (server shutdown, NATS loss)
-	// should be resumed with the cursors the client holds; nothing is lost.
+	// Ordering: after the catch-up, a record target receives every committed
+	// version of its record once and in commit order (versions grow by one),
+	// and a scope target every seq of its scope, gapless and in commit order,
+	// with any number of writers and server instances. The only exception is
+	// an event marked `coalesced`: the stream fell behind (its buffer filled)
+	// or the server could not replay the changes one by one, so it sent the
+	// latest version instead. A stream that ends with code `unavailable`
+	// (server shutdown, NATS loss) should be resumed with the cursors the
+	// client holds; nothing is lost.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
 	// Get returns the current state of up to 100 records. Keys that do not
 	// exist and keys the caller may not read are both reported in
@@ -109,10 +114,15 @@ type SyncServiceHandler interface {
 	// request, then live changes as they commit, and a HeartbeatEvent whenever
 	// the stream has been idle for the heartbeat interval.
 	//
-	// Ordering: per record, versions only grow; per scope target, seqs are
-	// delivered gapless and in commit order unless an event says `coalesced`.
-	// A stream that ends with code `unavailable` (server shutdown, NATS loss)
-	// should be resumed with the cursors the client holds; nothing is lost.
+	// Ordering: after the catch-up, a record target receives every committed
+	// version of its record once and in commit order (versions grow by one),
+	// and a scope target every seq of its scope, gapless and in commit order,
+	// with any number of writers and server instances. The only exception is
+	// an event marked `coalesced`: the stream fell behind (its buffer filled)
+	// or the server could not replay the changes one by one, so it sent the
+	// latest version instead. A stream that ends with code `unavailable`
+	// (server shutdown, NATS loss) should be resumed with the cursors the
+	// client holds; nothing is lost.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
 	// Get returns the current state of up to 100 records. Keys that do not
 	// exist and keys the caller may not read are both reported in

@@ -210,9 +210,12 @@ export type RecordEvent = Message<"sluice.sync.v1.RecordEvent"> & {
   snapshot: boolean;
 
   /**
-   * coalesced is true when earlier changes in this scope were skipped
-   * because only the latest version of each record was sent (slow consumer
-   * or gap repair from current state). The record state is still complete.
+   * coalesced is true when earlier changes were skipped because only the
+   * latest version of each record was sent: the stream fell behind (its
+   * buffer filled), or changes the server could not replay one by one (a
+   * long outage, history pruned) were replaced by current state. The record
+   * state is still complete. Live events not marked coalesced follow each
+   * other without gaps.
    *
    * @generated from field: bool coalesced = 3;
    */
@@ -536,10 +539,15 @@ export const SyncService: GenService<{
    * request, then live changes as they commit, and a HeartbeatEvent whenever
    * the stream has been idle for the heartbeat interval.
    *
-   * Ordering: per record, versions only grow; per scope target, seqs are
-   * delivered gapless and in commit order unless an event says `coalesced`.
-   * A stream that ends with code `unavailable` (server shutdown, NATS loss)
-   * should be resumed with the cursors the client holds; nothing is lost.
+   * Ordering: after the catch-up, a record target receives every committed
+   * version of its record once and in commit order (versions grow by one),
+   * and a scope target every seq of its scope, gapless and in commit order,
+   * with any number of writers and server instances. The only exception is
+   * an event marked `coalesced`: the stream fell behind (its buffer filled)
+   * or the server could not replay the changes one by one, so it sent the
+   * latest version instead. A stream that ends with code `unavailable`
+   * (server shutdown, NATS loss) should be resumed with the cursors the
+   * client holds; nothing is lost.
    *
    * @generated from rpc sluice.sync.v1.SyncService.Subscribe
    */
