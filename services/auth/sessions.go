@@ -42,7 +42,7 @@ type Sessions struct {
 	mu       gosync.Mutex
 	cache    map[string]cached // by token hash
 	live     map[int64]liveAt  // Live answers, by session id
-	watchers map[int64]map[chan struct{}]struct{}
+	watchers map[int64]map[*revokeHook]struct{}
 }
 
 // liveAt is a Live answer and when it was read from Postgres.
@@ -82,7 +82,7 @@ func NewSessions(store *sync.Store, cfg SessionsConfig) *Sessions {
 		cfg:      cfg,
 		cache:    make(map[string]cached),
 		live:     make(map[int64]liveAt),
-		watchers: make(map[int64]map[chan struct{}]struct{}),
+		watchers: make(map[int64]map[*revokeHook]struct{}),
 	}
 }
 
@@ -197,8 +197,8 @@ func (s *Sessions) forget(ids []int64) {
 	for _, id := range ids {
 		gone[id] = true
 	}
+	var hooks []*revokeHook
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for k, c := range s.cache {
 		if gone[c.p.SessionID] {
 			delete(s.cache, k)
@@ -206,12 +206,40 @@ func (s *Sessions) forget(ids []int64) {
 	}
 	for _, id := range ids {
 		delete(s.live, id)
-	}
-	for _, id := range ids {
-		for ch := range s.watchers[id] {
-			close(ch)
+		for h := range s.watchers[id] {
+			hooks = append(hooks, h)
 		}
 		delete(s.watchers, id)
+	}
+	s.mu.Unlock()
+	// Outside the lock: a hook may take locks of its own (Streams).
+	for _, h := range hooks {
+		h.f()
+	}
+}
+
+// revokeHook is a function OnRevoke runs; a pointer, so each registration
+// is distinct.
+type revokeHook struct{ f func() }
+
+// OnRevoke runs f once, on the revoking goroutine, when session id is
+// revoked on this instance, unless the returned stop was called first.
+// Revocation elsewhere is seen by Live. f must not block.
+func (s *Sessions) OnRevoke(id int64, f func()) (stop func()) {
+	h := &revokeHook{f: f}
+	s.mu.Lock()
+	if s.watchers[id] == nil {
+		s.watchers[id] = make(map[*revokeHook]struct{})
+	}
+	s.watchers[id][h] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.watchers[id], h)
+		if len(s.watchers[id]) == 0 {
+			delete(s.watchers, id)
+		}
 	}
 }
 
@@ -220,23 +248,7 @@ func (s *Sessions) forget(ids []int64) {
 // by Live.
 func (s *Sessions) Watch(id int64) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
-	s.mu.Lock()
-	if s.watchers[id] == nil {
-		s.watchers[id] = make(map[chan struct{}]struct{})
-	}
-	s.watchers[id][ch] = struct{}{}
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if w, ok := s.watchers[id][ch]; ok {
-			_ = w
-			delete(s.watchers[id], ch)
-			if len(s.watchers[id]) == 0 {
-				delete(s.watchers, id)
-			}
-		}
-	}
+	return ch, s.OnRevoke(id, func() { close(ch) })
 }
 
 // Live reports whether session id is still neither revoked, expired nor

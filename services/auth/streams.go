@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	gosync "sync"
 	"time"
 
 	"github.com/sluicehq/sluice/authz"
@@ -16,6 +17,11 @@ import (
 // principal's session is revoked, found dead in Postgres, or expires
 // (authz.ErrUnauthenticated). Every streaming handler holds its stream
 // through one Streams, so no stream outlives either.
+//
+// A held stream costs no goroutine: shutdown, expiry and revocation on
+// this instance cancel it through callbacks, and the streams of one session
+// share one timer that re-checks the session in Postgres. It is safe for
+// concurrent use.
 type Streams struct {
 	sessions *Sessions
 	check    time.Duration
@@ -23,7 +29,20 @@ type Streams struct {
 
 	base     context.Context
 	shutdown context.CancelFunc
+
+	mu   gosync.Mutex
+	held map[int64]*heldSession
 }
+
+// heldSession is the streams of one session on this instance.
+type heldSession struct {
+	id      int64
+	streams map[*heldStream]struct{}
+	timer   *time.Timer // the next re-check
+	unhook  func()      // stops the revocation hook
+}
+
+type heldStream struct{ cancel context.CancelCauseFunc }
 
 // NewStreams returns a Streams that re-checks sessions every check (plus
 // jitter); zero means 5s.
@@ -34,7 +53,7 @@ func NewStreams(sessions *Sessions, check time.Duration, log *slog.Logger) *Stre
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Streams{sessions: sessions, check: check, log: log}
+	s := &Streams{sessions: sessions, check: check, log: log, held: make(map[int64]*heldSession)}
 	s.base, s.shutdown = context.WithCancel(context.Background())
 	return s
 }
@@ -51,20 +70,23 @@ func (s *Streams) Hold(ctx context.Context) (context.Context, func()) {
 	p := authz.PrincipalFrom(ctx)
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(s.base, func() { cancel(edge.ErrShutdown) })
-	var unwatch func()
-	done := make(chan struct{})
-	if p != nil && !p.Service && (p.SessionID != 0 || !p.ExpiresAt.IsZero()) {
-		var ended <-chan struct{}
-		if p.SessionID != 0 {
-			ended, unwatch = s.sessions.Watch(p.SessionID)
+	var expire *time.Timer
+	var leave func()
+	if p != nil && !p.Service {
+		if !p.ExpiresAt.IsZero() {
+			expire = time.AfterFunc(time.Until(p.ExpiresAt), func() { cancel(authz.ErrUnauthenticated) })
 		}
-		go s.watch(ctx, p, ended, done, cancel)
+		if p.SessionID != 0 { // a JWT has no session to re-check; it ends at exp
+			leave = s.join(p.SessionID, &heldStream{cancel: cancel})
+		}
 	}
 	return ctx, func() {
-		close(done)
 		stop()
-		if unwatch != nil {
-			unwatch()
+		if expire != nil {
+			expire.Stop()
+		}
+		if leave != nil {
+			leave()
 		}
 		cancel(nil)
 	}
@@ -79,46 +101,64 @@ func Ended(ctx context.Context, err error) error {
 	return err
 }
 
-// watch cancels the stream when its session is revoked here, is found
-// revoked in Postgres, or expires.
-func (s *Streams) watch(ctx context.Context, p *authz.Principal, ended <-chan struct{}, done <-chan struct{}, cancel context.CancelCauseFunc) {
-	// Streams opened together would check together; spread the checks.
-	jitter := time.Duration(rand.Int64N(int64(s.check)))
-	tick := time.NewTicker(s.check + jitter)
-	defer tick.Stop()
-	if p.SessionID == 0 {
-		tick.Stop() // a JWT has no session to re-check; it ends at exp
+// join adds a stream to its session's group, starting the group's re-check
+// timer and revocation hook for the first one; the returned func leaves.
+func (s *Streams) join(id int64, st *heldStream) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs := s.held[id]
+	if hs == nil {
+		hs = &heldSession{id: id, streams: make(map[*heldStream]struct{})}
+		s.held[id] = hs
+		hs.unhook = s.sessions.OnRevoke(id, func() { s.end(hs) })
+		hs.timer = time.AfterFunc(s.interval(), func() { s.recheck(hs) })
 	}
-	var expire <-chan time.Time
-	if !p.ExpiresAt.IsZero() {
-		t := time.NewTimer(time.Until(p.ExpiresAt))
-		defer t.Stop()
-		expire = t.C
-	}
-	for {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-			return
-		case <-ended:
-			cancel(authz.ErrUnauthenticated)
-			return
-		case <-expire:
-			cancel(authz.ErrUnauthenticated)
-			return
-		case <-tick.C:
-			live, err := s.sessions.Live(ctx, p.SessionID)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("session check", "err", err)
-				}
-				continue
-			}
-			if !live {
-				cancel(authz.ErrUnauthenticated)
-				return
-			}
+	hs.streams[st] = struct{}{}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(hs.streams, st)
+		if len(hs.streams) == 0 && s.held[id] == hs {
+			delete(s.held, id)
+			hs.timer.Stop()
+			hs.unhook()
 		}
+	}
+}
+
+// interval is the time to the next re-check: streams opened together would
+// check together, so each wait is spread by up to one more interval.
+func (s *Streams) interval() time.Duration {
+	return s.check + time.Duration(rand.Int64N(int64(s.check)))
+}
+
+// end cancels every stream of hs: its session is over.
+func (s *Streams) end(hs *heldSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range hs.streams {
+		st.cancel(authz.ErrUnauthenticated)
+	}
+}
+
+// recheck asks Postgres (through the Sessions cache) whether hs's session
+// is still live, ends its streams if not, and waits for the next check.
+func (s *Streams) recheck(hs *heldSession) {
+	ctx, cancel := context.WithTimeout(s.base, 5*time.Second)
+	live, err := s.sessions.Live(ctx, hs.id)
+	cancel()
+	switch {
+	case err != nil:
+		if s.base.Err() == nil {
+			s.log.Warn("session check", "err", err)
+		}
+	case !live:
+		s.end(hs)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[hs.id] == hs {
+		hs.timer.Reset(s.interval())
 	}
 }
