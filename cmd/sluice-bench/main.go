@@ -13,6 +13,8 @@
 //	go run ./cmd/sluice-bench -spawn /tmp/sluiced -spawn-args "--users /tmp/bench-users.yml" \
 //	    -user-pattern bench%d -password-pattern bench%d-pass -writers 32 -subscribers 1000
 //	go run ./cmd/sluice-bench -write-users-file /tmp/bench-users.yml -n 5000 [-user-pattern bench%d -password-pattern bench%d-pass]
+//	go run ./cmd/sluice-bench -spawn /tmp/sluiced -spawn-args "--users /tmp/bench-users.yml" \
+//	    -user-pattern bench%d -password-pattern bench%d-pass -streams-per-conn 1 -idle 1000,5000
 //
 // docs/BENCHMARKS.md has the commands and results of the published runs.
 //
@@ -23,6 +25,13 @@
 // Subscribers share a small pool of login sessions (-sessions) so that setup
 // stays fast; the server treats every stream separately regardless.
 //
+// Subscriber streams share HTTP/2 connections, -streams-per-conn of them
+// each (default 100), as behind a backend or a proxy that multiplexes many
+// users. That hides the server's per-connection costs (a socket, buffers,
+// goroutines, flow control). -streams-per-conn 1 gives every stream a TCP
+// connection of its own, which is what browsers and mobile apps have (one
+// connection each): use it to estimate what real clients cost.
+//
 // Each write's avatar URL carries the run id, the writer and a sequence
 // number; the writer notes the send time of each sequence number before it
 // sends, so a delivery is matched to its write even when it arrives before
@@ -31,6 +40,25 @@
 // process's monotonic clock. The report also gives, per write, the time
 // until the last stream had it, and with -timeline the worst latencies per
 // interval of the run, to tell a stall from saturation.
+//
+// With the server's pid known (-spawn or -server-pid) the report gives the
+// server's memory (VmRSS, VmHWM) and CPU, among it the server CPU per
+// delivery: the server's user+system CPU time (/proc/<pid>/stat) over the
+// write window divided by the live deliveries the streams received in that
+// window. The write RPCs the deliveries come from are included; Postgres,
+// another process, is not. Without the pid it says n/a.
+//
+// -idle 1000,5000 measures memory instead of writing (it needs the pid):
+// after the logins the bench reads the server's VmRSS with no stream open,
+// then opens synced streams on the same records as a write run up to each
+// count in turn, lets the server settle for 2 s and reads VmRSS again. It
+// reports (RSS at N − RSS with none) / N per idle stream and how long the
+// streams took to open, then closes everything. Each login of a
+// development user leaves tens of MiB of argon2id garbage in the server
+// that the baseline may hold; use the cheap bench users for clean numbers.
+// Every connection takes a file on both sides, so the bench raises its
+// open-file limit to the hard limit before it spawns the server, which
+// inherits it.
 //
 // The bench refuses a non-loopback -addr unless -allow-remote is given, is
 // bounded in time (-duration, -setup-timeout, -drain) and in writes
@@ -50,6 +78,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +118,7 @@ type config struct {
 	spawnTimeout   time.Duration
 	markdown       bool
 	timeline       time.Duration
+	idle           []int // stream counts of the idle-memory mode; nil: a write run
 
 	writeUsersFile string
 	n              int
@@ -107,9 +137,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.userPattern, "user-pattern", "", "writer usernames, e.g. bench%d for bench1..benchW; empty: the development users")
 	fs.StringVar(&c.passPattern, "password-pattern", "bench%d-pass", "writer passwords, e.g. bench%d-pass")
 	fs.IntVar(&c.sessions, "sessions", 20, "login sessions shared by the subscribers (round-robin over the writers' users)")
-	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 100, "subscriber streams per HTTP/2 connection")
+	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 100, "subscriber streams per HTTP/2 connection; 1 gives every stream its own TCP connection, as browsers and mobile apps have (one connection each), while multiplexing many hides the server's per-connection costs")
 	fs.IntVar(&c.openParallel, "open-parallel", 32, "streams catching up at once during setup")
-	fs.DurationVar(&c.setupTimeout, "setup-timeout", 2*time.Minute, "limit for logins and for every stream to be synced")
+	fs.DurationVar(&c.setupTimeout, "setup-timeout", 2*time.Minute, "limit for logins and for every stream to be synced (with -idle: for each count)")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "after the writes, how long to wait for every stream to reach the final versions")
 	fs.DurationVar(&c.rpcTimeout, "rpc-timeout", 10*time.Second, "deadline of each write RPC")
 	fs.Int64Var(&c.maxWrites, "max-writes", 1_000_000, "stop writing after this many writes in all")
@@ -121,6 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.spawnTimeout, "spawn-timeout", time.Minute, "how long the spawned server may take to become ready")
 	fs.BoolVar(&c.markdown, "markdown", false, "also print a markdown table row")
 	fs.DurationVar(&c.timeline, "timeline", 0, "also print the worst latencies per interval of send time, e.g. 1s, to spot stalls; 0 means off")
+	idle := fs.String("idle", "", "measure the server's memory per idle stream instead of writing: comma-separated ascending stream counts, e.g. 1000,5000 (needs -spawn or -server-pid)")
 	fs.StringVar(&c.writeUsersFile, "write-users-file", "", "write a users file of -n bench users with cheap hashes to this path and exit")
 	fs.IntVar(&c.n, "n", 1000, "number of users for -write-users-file")
 	fs.Usage = func() {
@@ -169,12 +200,28 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case c.spawnTimeout <= 0 || c.spawnTimeout > 10*time.Minute:
 		return nil, errors.New("-spawn-timeout: want more than 0 and at most 10m")
 	}
+	if *idle != "" {
+		var err error
+		if c.idle, err = parseIdle(*idle); err != nil {
+			return nil, err
+		}
+		if c.spawn == "" && c.serverPID <= 0 {
+			return nil, errors.New("-idle reads the server's memory: give -spawn or -server-pid")
+		}
+	}
 	if c.spawn == "" {
 		if err := checkTarget(c.addr, c.allowRemote); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// report is what a run of either mode prints.
+type report interface {
+	writeSummary(w io.Writer)
+	writeMarkdown(w io.Writer)
+	ok() bool
 }
 
 // run runs the command with args (args[0] is the program name) and returns
@@ -197,13 +244,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.n, cfg.userPattern, cfg.passPattern, cfg.writeUsersFile)
 		return 0
 	}
-	// A hard bound on the whole run, whatever the server does.
-	limit := cfg.spawnTimeout + 2*cfg.setupTimeout + cfg.duration + cfg.rpcTimeout + cfg.drain + time.Minute
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
 	// The program name, not the path `go run` builds to.
 	command := shellJoin(append([]string{"sluice-bench"}, args[1:]...))
-	res, err := bench(ctx, cfg, command, stderr)
+	// A hard bound on the whole run, whatever the server does.
+	var (
+		res   report
+		limit time.Duration
+		do    func(ctx context.Context) (report, error)
+	)
+	if cfg.idle != nil {
+		limit = cfg.spawnTimeout + time.Duration(len(cfg.idle)+1)*(cfg.setupTimeout+idleSettle) + time.Minute
+		do = func(ctx context.Context) (report, error) {
+			r, err := idle(ctx, cfg, command, stderr)
+			if err != nil {
+				return nil, err
+			}
+			return r, nil
+		}
+	} else {
+		limit = cfg.spawnTimeout + 2*cfg.setupTimeout + cfg.duration + cfg.rpcTimeout + cfg.drain + time.Minute
+		do = func(ctx context.Context) (report, error) {
+			r, err := bench(ctx, cfg, command, stderr)
+			if err != nil {
+				return nil, err // not a nil *result in a non-nil report
+			}
+			return r, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	res, err = do(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice-bench:", err)
 		return 2
@@ -219,18 +289,96 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// bench performs one run. Progress goes to logw.
-func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ *result, err error) {
-	progress := func(format string, args ...any) {
-		fmt.Fprintf(logw, "sluice-bench: "+format+"\n", args...)
+// progressTo returns a function that logs a progress line to w.
+func progressTo(w io.Writer) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		fmt.Fprintf(w, "sluice-bench: "+format+"\n", args...)
 	}
-	epoch := time.Now()
+}
+
+// newRunInfo describes a run about to start against cfg's server.
+func newRunInfo(cfg *config, command string) runInfo {
+	return runInfo{
+		date:      time.Now(),
+		command:   command,
+		machine:   readMachine(),
+		base:      cfg.addr,
+		serverPID: cfg.serverPID,
+	}
+}
+
+// startServer spawns the server when cfg.spawn is set, first raising the
+// open-file limit, which the server inherits, for conns connections, and
+// records where the server runs in info. The returned stop is never nil.
+func startServer(ctx context.Context, cfg *config, conns int, info *runInfo, progress func(string, ...any)) (stop func(), err error) {
+	if err := ensureFiles(conns); err != nil {
+		return func() {}, err
+	}
+	if cfg.spawn == "" {
+		if limit, ok := serverFileLimit(info.serverPID); ok && limit < uint64(conns)+fileHeadroom {
+			progress("warning: the server (pid %d) may open only %d files, too few for %d connections", info.serverPID, limit, conns)
+		}
+		return func() {}, nil
+	}
+	progress("starting %s", cfg.spawn)
+	srv, err := spawn(ctx, cfg.spawn, strings.Fields(cfg.spawnArgs), cfg.spawnLog, cfg.spawnTimeout)
+	if err != nil {
+		return func() {}, err
+	}
+	info.base, info.serverPID, info.serverLog = srv.base, srv.pid(), srv.logPath
+	progress("server ready at %s (pid %d, log %s)", srv.base, srv.pid(), srv.logPath)
+	return func() {
+		if serr := srv.stop(20 * time.Second); serr != nil {
+			progress("stop server: %v (log %s)", serr, srv.logPath)
+		}
+	}, nil
+}
+
+// targets are the logged-in writers, the sessions the subscribers share
+// and the records every stream watches: user/<id> of each writer.
+type targets struct {
+	writers  []session
+	sessions []session
+	keys     []string
+	keyIx    map[string]int
+}
+
+// loginTargets logs in the writers, which must be distinct users, puts them
+// into one organization so that each may read the others' profiles, and
+// logs in nSessions subscriber sessions round-robin over the same users.
+func loginTargets(ctx context.Context, hc *http.Client, base string, creds []cred, nSessions int) (*targets, error) {
+	writerSess, err := loginAll(ctx, hc, base, creds)
+	if err != nil {
+		return nil, err
+	}
+	if err := shareOrg(ctx, hc, base, writerSess); err != nil {
+		return nil, err
+	}
+	subCreds := make([]cred, nSessions)
+	for i := range subCreds {
+		subCreds[i] = creds[i%len(creds)]
+	}
+	subSess, err := loginAll(ctx, hc, base, subCreds)
+	if err != nil {
+		return nil, err
+	}
+	t := &targets{writers: writerSess, sessions: subSess, keyIx: make(map[string]int, len(writerSess))}
+	for i, s := range writerSess {
+		key := "user/" + s.userID
+		if j, dup := t.keyIx[key]; dup {
+			return nil, fmt.Errorf("writers %d and %d are the same user %q; writers must be distinct users", j, i, s.userID)
+		}
+		t.keyIx[key] = i
+		t.keys = append(t.keys, key)
+	}
+	return t, nil
+}
+
+// bench performs one write run. Progress goes to logw.
+func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ *result, err error) {
+	progress := progressTo(logw)
 	res := &result{
-		date:           epoch,
-		command:        command,
-		machine:        readMachine(),
-		base:           cfg.addr,
-		serverPID:      cfg.serverPID,
+		runInfo:        newRunInfo(cfg, command),
 		subscribers:    cfg.subscribers,
 		writers:        cfg.writers,
 		streamsPerConn: cfg.streamsPerConn,
@@ -240,7 +388,9 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 		budget:         cfg.maxWrites,
 		serverCPU:      -1,
 		benchCPU:       -1,
+		serverCPUTime:  -1,
 	}
+	epoch := res.date
 	creds, err := writerCreds(cfg.writers, cfg.userPattern, cfg.passPattern)
 	if err != nil {
 		return nil, err
@@ -249,20 +399,12 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 	if err != nil {
 		return nil, err
 	}
-
-	if cfg.spawn != "" {
-		progress("starting %s", cfg.spawn)
-		srv, err := spawn(ctx, cfg.spawn, strings.Fields(cfg.spawnArgs), cfg.spawnLog, cfg.spawnTimeout)
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			if serr := srv.stop(20 * time.Second); serr != nil {
-				progress("stop server: %v (log %s)", serr, srv.logPath)
-			}
-		}()
-		res.base, res.serverPID, res.serverLog = srv.base, srv.pid(), srv.logPath
-		progress("server ready at %s (pid %d, log %s)", srv.base, srv.pid(), srv.logPath)
+	// The subscribers' connections, the writers' and the setup one.
+	conns := (cfg.subscribers+cfg.streamsPerConn-1)/cfg.streamsPerConn + cfg.writers + 1
+	stopServer, err := startServer(ctx, cfg, conns, &res.runInfo, progress)
+	defer stopServer()
+	if err != nil {
+		return nil, err
 	}
 	base := res.base
 
@@ -277,93 +419,41 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 		return nil, err
 	}
 	progress("logging in %d writers and %d subscriber sessions", cfg.writers, min(cfg.sessions, cfg.subscribers))
-	writerSess, err := loginAll(setupCtx, setupHC, base, creds)
+	tg, err := loginTargets(setupCtx, setupHC, base, creds, min(cfg.sessions, cfg.subscribers))
 	if err != nil {
 		return nil, err
 	}
-	if err := shareOrg(setupCtx, setupHC, base, writerSess); err != nil {
-		return nil, err
-	}
-	subCreds := make([]cred, min(cfg.sessions, cfg.subscribers))
-	for i := range subCreds {
-		subCreds[i] = creds[i%len(creds)]
-	}
-	subSess, err := loginAll(setupCtx, setupHC, base, subCreds)
-	if err != nil {
-		return nil, err
-	}
-	res.sessions = len(subSess)
-
-	keys := make([]string, len(writerSess))
-	keyIx := make(map[string]int, len(keys))
-	logs := make([]*sendLog, len(keys))
-	writers := make([]*writer, len(keys))
-	for i, s := range writerSess {
-		keys[i] = "user/" + s.userID
-		if _, dup := keyIx[keys[i]]; dup {
-			return nil, fmt.Errorf("writers %d and %d are the same user %q; writers must be distinct users", keyIx[keys[i]], i, s.userID)
-		}
-		keyIx[keys[i]] = i
+	res.sessions = len(tg.sessions)
+	logs := make([]*sendLog, len(tg.keys))
+	writers := make([]*writer, len(tg.keys))
+	for i, s := range tg.writers {
 		logs[i] = &sendLog{}
-		writers[i] = &writer{index: i, sess: s, key: keys[i], log: logs[i]}
+		writers[i] = &writer{index: i, sess: s, key: tg.keys[i], log: logs[i]}
 		res.writerNames = append(res.writerNames, s.userID)
 	}
 
 	// Open the streams, a bounded number catching up at once, and wait
 	// until each has sent Synced.
-	progress("opening %d streams on %d records", cfg.subscribers, len(keys))
-	subs := make([]*subscriber, cfg.subscribers)
-	subCtx, cancelSubs := context.WithCancel(ctx)
-	var subWG sync.WaitGroup
-	stopSubs := func() {
-		cancelSubs()
-		subWG.Wait()
-	}
-	defer stopSubs()
-	var syncedN atomic.Int64
-	allSynced := make(chan struct{})
-	if cfg.subscribers == 0 {
-		close(allSynced)
-	}
-	onSynced := func() {
-		if syncedN.Add(1) == int64(cfg.subscribers) {
-			close(allSynced)
-		}
-	}
-	failed := make(chan struct{}, cfg.subscribers)
-	open := make(chan struct{}, cfg.openParallel)
-	perSub := int(cfg.maxSamples / int64(max(cfg.subscribers, 1)))
-	var hc *http.Client
+	progress("opening %d streams on %d records, at most %d per connection", cfg.subscribers, len(tg.keys), cfg.streamsPerConn)
+	streams := newStreamSet(ctx, &cl, streamParams{
+		base:         base,
+		epoch:        epoch,
+		run:          runID,
+		sessions:     tg.sessions,
+		keys:         tg.keys,
+		keyIx:        tg.keyIx,
+		logs:         logs,
+		perConn:      cfg.streamsPerConn,
+		samples:      int(cfg.maxSamples / int64(max(cfg.subscribers, 1))),
+		parallel:     cfg.openParallel,
+		setupTimeout: cfg.setupTimeout,
+	})
+	defer streams.stop()
 	setupStart := time.Now()
-	for i := range subs {
-		if i%cfg.streamsPerConn == 0 {
-			if hc, err = cl.newClient(setupCtx, base); err != nil {
-				return nil, err // the deferred stopSubs ends the streams opened so far
-			}
-		}
-		s := newSubscriber(i, subSess[i%len(subSess)], keys, keyIx, logs, perSub)
-		subs[i] = s
-		subWG.Add(1)
-		go func(hc *http.Client) {
-			defer subWG.Done()
-			if err := s.run(subCtx, hc, base, epoch, runID, open, onSynced); err != nil {
-				s.err = err
-				failed <- struct{}{}
-			}
-		}(hc)
+	if err := streams.grow(setupCtx, cfg.subscribers); err != nil {
+		return nil, err
 	}
-	select {
-	case <-allSynced:
-	case <-failed:
-		stopSubs()
-		return nil, fmt.Errorf("during setup: subscriber: %w", firstSubErr(subs))
-	case <-setupCtx.Done():
-		stopSubs()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("only %d of %d streams synced within -setup-timeout %s", syncedN.Load(), cfg.subscribers, cfg.setupTimeout)
-	}
+	subs := streams.subs
 	res.setup = time.Since(setupStart)
 	res.conns = cl.open.Load()
 	res.memSetup = readMemory(res.serverPID)
@@ -389,7 +479,9 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 		}
 	}
 	progress("writing for %s (%s)", cfg.duration, res.mode())
-	serverCPU0, serverOK0 := cpuTime(fmt.Sprint(res.serverPID))
+	serverPID := strconv.Itoa(res.serverPID)
+	serverCPU0, serverOK0 := cpuTime(serverPID)
+	live0 := liveDeliveries(subs)
 	benchCPU0, benchOK0 := cpuTime("self")
 	stop, cancelStop := context.WithTimeout(ctx, cfg.duration)
 	writeStart := time.Now()
@@ -404,8 +496,10 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 	writeWG.Wait()
 	cancelStop()
 	res.writeElapsed = time.Since(writeStart)
-	if serverCPU1, ok := cpuTime(fmt.Sprint(res.serverPID)); ok && serverOK0 && res.serverPID > 0 {
-		res.serverCPU = float64(serverCPU1-serverCPU0) / float64(res.writeElapsed)
+	res.windowDeliveries = liveDeliveries(subs) - live0
+	if serverCPU1, ok := cpuTime(serverPID); ok && serverOK0 && res.serverPID > 0 {
+		res.serverCPUTime = serverCPU1 - serverCPU0
+		res.serverCPU = float64(res.serverCPUTime) / float64(res.writeElapsed)
 	}
 	if benchCPU1, ok := cpuTime("self"); ok && benchOK0 {
 		res.benchCPU = float64(benchCPU1-benchCPU0) / float64(res.writeElapsed)
@@ -423,7 +517,7 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 		time.Sleep(10 * time.Millisecond)
 	}
 	res.drained = time.Since(drainStart)
-	stopSubs()
+	streams.stop()
 	res.memEnd = readMemory(res.serverPID)
 	res.dials = cl.dials.Load()
 
@@ -432,19 +526,34 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 	return res, nil
 }
 
-// loginAll logs in every credential, a few at a time.
+// loginAll logs in every credential, a few users at a time but one login
+// of a user after another: the server charges a login attempt to the user
+// before it checks the password and refunds it on success, so concurrent
+// logins of one user could exceed its burst.
 func loginAll(ctx context.Context, hc *http.Client, base string, creds []cred) ([]session, error) {
 	out := make([]session, len(creds))
 	errs := make([]error, len(creds))
+	byUser := map[string][]int{}
+	var users []string
+	for i, c := range creds {
+		if _, seen := byUser[c.username]; !seen {
+			users = append(users, c.username)
+		}
+		byUser[c.username] = append(byUser[c.username], i)
+	}
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for i, c := range creds {
+	for _, u := range users {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i], errs[i] = login(ctx, hc, base, c)
+			for _, i := range byUser[u] {
+				if out[i], errs[i] = login(ctx, hc, base, creds[i]); errs[i] != nil {
+					return
+				}
+			}
 		}()
 	}
 	wg.Wait()

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -42,86 +41,35 @@ func readMachine() machine {
 	return m
 }
 
-// procField reads a "Name:   123 kB" line of a /proc status-like file.
-func procField(path, name string) (int64, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != name {
-			continue
-		}
-		fields := strings.Fields(v)
-		if len(fields) == 0 {
-			return 0, false
-		}
-		n, err := strconv.ParseInt(fields[0], 10, 64)
-		return n, err == nil
-	}
-	return 0, false
-}
-
-// memory is a process's resident set: now and at its peak, in bytes; -1
-// when unknown.
-type memory struct {
-	rss, hwm int64
-}
-
-func readMemory(pid int) memory {
-	m := memory{rss: -1, hwm: -1}
-	if pid <= 0 {
-		return m
-	}
-	path := "/proc/" + strconv.Itoa(pid) + "/status"
-	if kb, ok := procField(path, "VmRSS"); ok {
-		m.rss = kb << 10
-	}
-	if kb, ok := procField(path, "VmHWM"); ok {
-		m.hwm = kb << 10
-	}
-	return m
-}
-
-// cpuTime returns the user+system CPU time a process has used so far, from
-// /proc/<pid>/stat ("self" for this process); ok is false if unknown.
-func cpuTime(pid string) (time.Duration, bool) {
-	data, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name may hold spaces; fields resume after its ')'.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	const userHZ = 100 // USER_HZ on every Linux architecture Go supports
-	return time.Duration(ut+st) * time.Second / userHZ, true
-}
-
-// result is everything one run measured.
-type result struct {
+// runInfo says when, where and against which server a run ran.
+type runInfo struct {
 	date    time.Time
 	command string
 	machine machine
 
 	base      string
-	serverPID int
+	serverPID int    // 0 if unknown
 	serverLog string // set when spawned
+}
+
+// writeHeader prints the first lines of a report.
+func (i *runInfo) writeHeader(w io.Writer) {
+	m := i.machine
+	fmt.Fprintf(w, "sluice-bench  %s\n", i.date.Format(time.RFC3339))
+	fmt.Fprintf(w, "machine   %d CPUs (%s), %s RAM, load %s, %s %s/%s\n", m.cpus, m.model, mib(m.memTotal), m.load, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "command   %s\n", i.command)
+	server := i.base
+	if i.serverLog != "" {
+		server += fmt.Sprintf(" (spawned, pid %d, log %s)", i.serverPID, i.serverLog)
+	} else if i.serverPID > 0 {
+		server += fmt.Sprintf(" (pid %d)", i.serverPID)
+	}
+	fmt.Fprintf(w, "server    %s\n", server)
+}
+
+// result is everything one run measured.
+type result struct {
+	runInfo
 
 	subscribers, writers, sessions int
 	streamsPerConn                 int
@@ -162,6 +110,33 @@ type result struct {
 
 	memSetup, memEnd    memory
 	serverCPU, benchCPU float64 // cores used on average while writing; <0 unknown
+	// serverCPUTime is the CPU time the server used while writing, <0 if
+	// unknown; windowDeliveries the live deliveries received meanwhile.
+	serverCPUTime    time.Duration
+	windowDeliveries int64
+}
+
+// cpuPerDelivery returns the server's CPU time while writing per delivery
+// received meanwhile; ok is false when either is unknown or zero.
+func (r *result) cpuPerDelivery() (time.Duration, bool) {
+	return perDelivery(r.serverCPUTime, r.windowDeliveries)
+}
+
+// perDelivery divides cpu by deliveries; ok is false when cpu is unknown
+// (negative) or there were no deliveries.
+func perDelivery(cpu time.Duration, deliveries int64) (time.Duration, bool) {
+	if cpu < 0 || deliveries <= 0 {
+		return 0, false
+	}
+	return cpu / time.Duration(deliveries), true
+}
+
+// micros formats a CPU time per delivery, "n/a" when unknown.
+func micros(d time.Duration, ok bool) string {
+	if !ok {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
 }
 
 // ok reports whether every check passed.
@@ -192,6 +167,22 @@ func mib(b int64) string {
 	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
 }
 
+// perConn describes how the streams share connections.
+func perConn(n int) string {
+	if n == 1 {
+		return "each stream on its own HTTP/2 connection, as browser and mobile clients have"
+	}
+	return fmt.Sprintf("at most %d streams per HTTP/2 connection", n)
+}
+
+// cpuOrNA formats a CPU time, "n/a" when unknown (negative).
+func cpuOrNA(d time.Duration) string {
+	if d < 0 {
+		return "n/a"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
 func cores(c float64) string {
 	if c < 0 {
 		return "n/a"
@@ -201,19 +192,9 @@ func cores(c float64) string {
 
 // writeSummary prints the human-readable report.
 func (r *result) writeSummary(w io.Writer) {
-	m := r.machine
-	fmt.Fprintf(w, "sluice-bench  %s\n", r.date.Format(time.RFC3339))
-	fmt.Fprintf(w, "machine   %d CPUs (%s), %s RAM, load %s, %s %s/%s\n", m.cpus, m.model, mib(m.memTotal), m.load, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(w, "command   %s\n", r.command)
-	server := r.base
-	if r.serverLog != "" {
-		server += fmt.Sprintf(" (spawned, pid %d, log %s)", r.serverPID, r.serverLog)
-	} else if r.serverPID > 0 {
-		server += fmt.Sprintf(" (pid %d)", r.serverPID)
-	}
-	fmt.Fprintf(w, "server    %s\n", server)
-	fmt.Fprintf(w, "setup     %d subscribers sharing %d login sessions, at most %d streams per HTTP/2 connection (%d TCP connections open after setup; %d dialed in all, writers included); all synced in %s (subscribe→synced p50 %s, p99 %s, max %s)\n",
-		r.subscribers, r.sessions, r.streamsPerConn, r.conns, r.dials, r.setup.Round(time.Millisecond), ms(r.syncLat.p50), ms(r.syncLat.p99), ms(r.syncLat.max))
+	r.writeHeader(w)
+	fmt.Fprintf(w, "setup     %d subscribers sharing %d login sessions, %s (%d TCP connections open after setup; %d dialed in all, writers included); all synced in %s (subscribe→synced p50 %s, p99 %s, max %s)\n",
+		r.subscribers, r.sessions, perConn(r.streamsPerConn), r.conns, r.dials, r.setup.Round(time.Millisecond), ms(r.syncLat.p50), ms(r.syncLat.p99), ms(r.syncLat.max))
 	fmt.Fprintf(w, "writers   %d (%s), %s for %s, each on its own connection\n", r.writers, strings.Join(r.writerNames, ", "), r.mode(), r.duration)
 	fmt.Fprintf(w, "writes    %d ok, %d failed, %.1f/s over %s; RPC p50 %s, p90 %s, p99 %s, max %s\n",
 		r.writes, r.writeErrs, perSecond(r.writes, r.writeElapsed), r.writeElapsed.Round(time.Millisecond), ms(r.rpc.p50), ms(r.rpc.p90), ms(r.rpc.p99), ms(r.rpc.max))
@@ -244,6 +225,14 @@ func (r *result) writeSummary(w io.Writer) {
 		r.notFinal, r.notFinalVersions, r.drained.Round(time.Millisecond), r.drain)
 	fmt.Fprintf(w, "server    RSS %s after setup, %s at end, peak (VmHWM) %s; CPU %s while writing\n",
 		mib(r.memSetup.rss), mib(r.memEnd.rss), mib(r.memEnd.hwm), cores(r.serverCPU))
+	if d, ok := r.cpuPerDelivery(); ok {
+		fmt.Fprintf(w, "          CPU per delivery %s (%s of CPU over the %d live deliveries received while writing; write RPCs included)\n",
+			micros(d, ok), r.serverCPUTime.Round(time.Millisecond), r.windowDeliveries)
+	} else if r.serverPID <= 0 {
+		fmt.Fprintln(w, "          CPU per delivery n/a (server pid unknown: use -spawn or -server-pid)")
+	} else {
+		fmt.Fprintf(w, "          CPU per delivery n/a (CPU time %s, %d live deliveries while writing)\n", cpuOrNA(r.serverCPUTime), r.windowDeliveries)
+	}
 	fmt.Fprintf(w, "bench     CPU %s while writing (the bench shares the machine with the server)\n", cores(r.benchCPU))
 	if len(r.timeline) > 0 {
 		fmt.Fprintln(w, "timeline  by send time since the writes began: writes sent, worst RPC, worst time until the last stream had the write")
@@ -259,8 +248,8 @@ func (r *result) writeSummary(w io.Writer) {
 }
 
 // markdownHeader is the header of the results table.
-const markdownHeader = `| subscribers | writers | mode | duration | writes | writes/s | RPC p50 | RPC p99 | write→delivery p50 | p99 | max | deliveries | deliveries/s | missed | duplicate | server RSS end / peak |
-| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`
+const markdownHeader = `| subscribers | writers | mode | duration | writes | writes/s | RPC p50 | RPC p99 | write→delivery p50 | p99 | max | deliveries | deliveries/s | missed | duplicate | server RSS end / peak | server CPU per delivery |
+| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`
 
 // writeMarkdown prints the table header and this run's row.
 func (r *result) writeMarkdown(w io.Writer) {
@@ -269,11 +258,11 @@ func (r *result) writeMarkdown(w io.Writer) {
 		mode = fmt.Sprintf("%g/s", r.rate)
 	}
 	fmt.Fprintln(w, markdownHeader)
-	fmt.Fprintf(w, "| %d | %d | %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %d | %.0f | %d | %d | %s / %s |\n",
+	fmt.Fprintf(w, "| %d | %d | %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %d | %.0f | %d | %d | %s / %s | %s |\n",
 		r.subscribers, r.writers, mode, r.duration, r.writes, perSecond(r.writes, r.writeElapsed),
 		ms(r.rpc.p50), ms(r.rpc.p99), ms(r.lat.p50), ms(r.lat.p99), ms(r.lat.max),
 		r.deliveries, perSecond(r.deliveries, r.deliverySpan), r.missed+r.missedCoalesced, r.duplicate,
-		mib(r.memEnd.rss), mib(r.memEnd.hwm))
+		mib(r.memEnd.rss), mib(r.memEnd.hwm), micros(r.cpuPerDelivery()))
 }
 
 // bucket is one interval of the timeline, by the send time of writes.

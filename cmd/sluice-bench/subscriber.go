@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 )
 
 // subscriber is one stream on every writer's record. Fields other than
-// last and synced are owned by its goroutine until run returns.
+// last, synced and live are owned by its goroutine until run returns.
 type subscriber struct {
 	index int
 	sess  session
@@ -25,6 +26,9 @@ type subscriber struct {
 	// last[i] mirrors tracks[i].last for the drain check.
 	last   []atomic.Int64
 	synced atomic.Bool
+	// live counts the live versions seen so far (the sum of the tracks'
+	// delivered), for the deliveries within the write window.
+	live atomic.Int64
 
 	tracks  []keyTrack
 	initial []int64 // version per key at Synced
@@ -112,6 +116,7 @@ func (s *subscriber) run(ctx context.Context, hc *http.Client, base string, epoc
 				continue
 			}
 			s.last[i].Store(s.tracks[i].last)
+			s.live.Add(1)
 			if err := rec.GetPayload().UnmarshalTo(&user); err != nil {
 				s.unmatched++
 				continue
@@ -169,4 +174,119 @@ func (s *subscriber) record(w int, seq int64, d time.Duration) {
 	l[seq] = d
 	s.lat[w] = l
 	s.kept++
+}
+
+// liveDeliveries returns the live versions the subscribers have seen so far.
+func liveDeliveries(subs []*subscriber) int64 {
+	var n int64
+	for _, s := range subs {
+		n += s.live.Load()
+	}
+	return n
+}
+
+// streamParams are what every stream of a streamSet shares.
+type streamParams struct {
+	base     string
+	epoch    time.Time
+	run      string
+	sessions []session // round-robin over the streams
+	keys     []string
+	keyIx    map[string]int
+	logs     []*sendLog
+	perConn  int // streams per HTTP/2 connection
+	samples  int // latency samples kept per stream
+	parallel int // streams catching up at once
+	// setupTimeout is only named in errors: grow's caller sets the deadline.
+	setupTimeout time.Duration
+}
+
+// streamSet opens subscriber streams, in one step or several, and runs them
+// until stopped. Streams k·perConn to (k+1)·perConn-1 share connection k,
+// so with perConn 1 every stream has its own TCP connection. Its methods
+// must be called by one goroutine; subs may be read after stop.
+type streamSet struct {
+	p      streamParams
+	cl     *clients
+	ctx    context.Context // ends every stream
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	open   chan struct{} // bounds the streams catching up at once
+	synced atomic.Int64
+	failed chan struct{} // signalled, without blocking, when a stream fails
+	hc     *http.Client  // the connection of the latest group
+	subs   []*subscriber
+}
+
+// newStreamSet returns an empty set whose streams end with ctx, on
+// connections from cl.
+func newStreamSet(ctx context.Context, cl *clients, p streamParams) *streamSet {
+	ctx, cancel := context.WithCancel(ctx)
+	return &streamSet{
+		p:      p,
+		cl:     cl,
+		ctx:    ctx,
+		cancel: cancel,
+		open:   make(chan struct{}, p.parallel),
+		failed: make(chan struct{}, 1),
+	}
+}
+
+// grow opens streams until there are n and waits until every one of them
+// has sent Synced. It fails when a stream fails (after stopping them all)
+// or when setupCtx ends first.
+func (ss *streamSet) grow(setupCtx context.Context, n int) error {
+	if n <= len(ss.subs) {
+		return nil
+	}
+	target := int64(n)
+	reached := make(chan struct{})
+	onSynced := func() {
+		if ss.synced.Add(1) == target {
+			close(reached)
+		}
+	}
+	for i := len(ss.subs); i < n; i++ {
+		if i%ss.p.perConn == 0 {
+			hc, err := ss.cl.newClient(setupCtx, ss.p.base)
+			if err != nil {
+				return err // the caller's stop ends the streams opened so far
+			}
+			ss.hc = hc
+		}
+		s := newSubscriber(i, ss.p.sessions[i%len(ss.p.sessions)], ss.p.keys, ss.p.keyIx, ss.p.logs, ss.p.samples)
+		ss.subs = append(ss.subs, s)
+		ss.wg.Add(1)
+		go func(hc *http.Client) {
+			defer ss.wg.Done()
+			if err := s.run(ss.ctx, hc, ss.p.base, ss.p.epoch, ss.p.run, ss.open, onSynced); err != nil {
+				s.err = err
+				select {
+				case ss.failed <- struct{}{}:
+				default:
+				}
+			}
+		}(ss.hc)
+	}
+	select {
+	case <-reached:
+		return nil
+	case <-ss.failed:
+		ss.stop()
+		return fmt.Errorf("during setup: subscriber: %w", firstSubErr(ss.subs))
+	case <-setupCtx.Done():
+		err := ss.ctx.Err() // the run's context ended, not just setup
+		ss.stop()
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("only %d of %d streams synced within -setup-timeout %s", ss.synced.Load(), n, ss.p.setupTimeout)
+	}
+}
+
+// stop ends every stream and waits until their goroutines have returned.
+// It may be called more than once.
+func (ss *streamSet) stop() {
+	ss.cancel()
+	ss.wg.Wait()
 }

@@ -43,7 +43,9 @@ func checkTarget(base string, allowRemote bool) error {
 }
 
 // clients hands out HTTP/2-without-TLS clients, one per group of streams,
-// because servers cap the concurrent streams of one connection. It counts
+// because servers cap the concurrent streams of one connection; with
+// groups of one (-streams-per-conn 1) every stream has a TCP connection of
+// its own, as a browser tab or a mobile app has. It counts
 // the TCP connections its transports dial and hold open (a transport may
 // dial a few connections for concurrent first requests and keep one). It is
 // safe for concurrent use.
