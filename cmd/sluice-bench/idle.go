@@ -122,7 +122,7 @@ func idle(ctx context.Context, cfg *config, command string, logw io.Writer) (_ *
 	defer cl.close()
 	setupCtx, cancelSetup := context.WithTimeout(ctx, cfg.setupTimeout)
 	defer cancelSetup()
-	setupHC, err := cl.newClient(setupCtx, base)
+	setupHC, err := cl.newClient(setupCtx, base, false)
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +154,7 @@ func idle(ctx context.Context, cfg *config, command string, logw io.Writer) (_ *
 		keyIx:        tg.keyIx,
 		logs:         logs,
 		perConn:      cfg.streamsPerConn,
+		http1:        cfg.subHTTP1,
 		samples:      1, // nothing is written
 		parallel:     cfg.openParallel,
 		setupTimeout: cfg.setupTimeout,

@@ -105,6 +105,7 @@ type config struct {
 	passPattern    string
 	sessions       int
 	streamsPerConn int
+	subHTTP1       bool
 	openParallel   int
 	setupTimeout   time.Duration
 	drain          time.Duration
@@ -138,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.passPattern, "password-pattern", "bench%d-pass", "writer passwords, e.g. bench%d-pass")
 	fs.IntVar(&c.sessions, "sessions", 20, "login sessions shared by the subscribers (round-robin over the writers' users)")
 	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 100, "subscriber streams per HTTP/2 connection; 1 gives every stream its own TCP connection, as browsers and mobile apps have (one connection each), while multiplexing many hides the server's per-connection costs")
+	fs.BoolVar(&c.subHTTP1, "sub-http1", false, "subscriber streams over HTTP/1.1 instead of h2c (one stream per connection: needs -streams-per-conn 1), as a browser reaching the server without TLS uses")
 	fs.IntVar(&c.openParallel, "open-parallel", 32, "streams catching up at once during setup")
 	fs.DurationVar(&c.setupTimeout, "setup-timeout", 2*time.Minute, "limit for logins and for every stream to be synced (with -idle: for each count)")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "after the writes, how long to wait for every stream to reach the final versions")
@@ -183,6 +185,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-sessions: want 1..10000")
 	case c.streamsPerConn < 1 || c.streamsPerConn > 1000:
 		return nil, errors.New("-streams-per-conn: want 1..1000")
+	case c.subHTTP1 && c.streamsPerConn != 1:
+		return nil, errors.New("-sub-http1: HTTP/1.1 carries one stream per connection; add -streams-per-conn 1")
 	case c.openParallel < 1 || c.openParallel > 1000:
 		return nil, errors.New("-open-parallel: want 1..1000")
 	case c.setupTimeout <= 0 || c.setupTimeout > 30*time.Minute:
@@ -414,7 +418,7 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 	defer cancelSetup()
 
 	// Log in the writers, then the subscribers' shared sessions.
-	setupHC, err := cl.newClient(setupCtx, base)
+	setupHC, err := cl.newClient(setupCtx, base, false)
 	if err != nil {
 		return nil, err
 	}
@@ -444,6 +448,7 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 		keyIx:        tg.keyIx,
 		logs:         logs,
 		perConn:      cfg.streamsPerConn,
+		http1:        cfg.subHTTP1,
 		samples:      int(cfg.maxSamples / int64(max(cfg.subscribers, 1))),
 		parallel:     cfg.openParallel,
 		setupTimeout: cfg.setupTimeout,
@@ -474,7 +479,7 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 	}
 	writerHC := make([]*http.Client, len(writers))
 	for i := range writerHC {
-		if writerHC[i], err = cl.newClient(ctx, base); err != nil {
+		if writerHC[i], err = cl.newClient(ctx, base, false); err != nil {
 			return nil, err
 		}
 	}

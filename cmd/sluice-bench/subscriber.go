@@ -194,9 +194,10 @@ type streamParams struct {
 	keys     []string
 	keyIx    map[string]int
 	logs     []*sendLog
-	perConn  int // streams per HTTP/2 connection
-	samples  int // latency samples kept per stream
-	parallel int // streams catching up at once
+	perConn  int  // streams per HTTP/2 connection
+	http1    bool // streams over HTTP/1.1 (perConn is 1)
+	samples  int  // latency samples kept per stream
+	parallel int  // streams catching up at once
 	// setupTimeout is only named in errors: grow's caller sets the deadline.
 	setupTimeout time.Duration
 }
@@ -248,7 +249,7 @@ func (ss *streamSet) grow(setupCtx context.Context, n int) error {
 	}
 	for i := len(ss.subs); i < n; i++ {
 		if i%ss.p.perConn == 0 {
-			hc, err := ss.cl.newClient(setupCtx, ss.p.base)
+			hc, err := ss.cl.newClient(setupCtx, ss.p.base, ss.p.http1)
 			if err != nil {
 				return err // the caller's stop ends the streams opened so far
 			}

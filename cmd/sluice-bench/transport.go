@@ -68,12 +68,16 @@ func (c *countedConn) Close() error {
 }
 
 // newClient returns a client with its own transport, hence its own
-// connection, which it opens with a health check: requests started at once
+// connection (HTTP/2 without TLS, or HTTP/1.1 when http1 is set), which it opens with a health check: requests started at once
 // on a transport without a connection would each dial one. It must be
 // called by one goroutine at a time (all clients are created during setup).
-func (c *clients) newClient(ctx context.Context, base string) (*http.Client, error) {
+func (c *clients) newClient(ctx context.Context, base string, http1 bool) (*http.Client, error) {
 	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
+	if http1 {
+		protocols.SetHTTP1(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Protocols: &protocols,
