@@ -39,7 +39,12 @@
 // (the Hub's first stream of a scope waits until the NATS server has the
 // subscription and reads the scope's seq as the start of its ordered feed),
 // then reads its catch-up from one repeatable-read snapshot and merges the
-// live changes queued meanwhile. After the catch-up, a record target gets
+// live changes queued meanwhile. A record target resumed at version v
+// catches up with every version after v, replayed from the history (the
+// current version, coalesced, when that is pruned or longer than 1024); a
+// scope target resumed at seq s with every change after s (a ResetEvent
+// and a snapshot when s is behind the horizon). After the catch-up, a
+// record target gets
 // every committed version of its record, once and in order (versions grow
 // by exactly one), and a scope target every seq of its scope, gapless and
 // in commit order. An event marked `coalesced` is the only exception: it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,6 +26,12 @@ type HubConfig struct {
 	// order; a lost publication is sent again by a Relay only seconds
 	// later. Zero means 10ms.
 	ReorderWait time.Duration
+	// HealthEvery is how often the Hub checks NATS with a flush round
+	// trip; HealthTimeout bounds the wait for the answer. While NATS does
+	// not answer, streams are served from Postgres at every check. Zero
+	// means 1s for both.
+	HealthEvery   time.Duration
+	HealthTimeout time.Duration
 	// MaxPending bounds the changes of one scope held behind a gap (and
 	// read in one fill). Beyond it the scope's streams re-read current
 	// state from Postgres (coalesced) instead. Zero means 8192.
@@ -54,9 +61,10 @@ type Hub struct {
 	mu     gosync.RWMutex
 	scopes map[string]*hubScope
 
-	fillMu   gosync.Mutex
-	fillList []*hubScope // scopes waiting for a fill, each once
-	fillWake chan struct{}
+	fillMu      gosync.Mutex
+	fillList    []*hubScope // scopes waiting for a fill, each once
+	fillWake    chan struct{}
+	fillFailing atomic.Bool // the last fill failed: an outage is logged
 
 	status chan nats.Status
 	stop   chan struct{}
@@ -73,6 +81,12 @@ type Hub struct {
 func NewHub(nc *nats.Conn, store *Store, cfg HubConfig) *Hub {
 	if cfg.ReorderWait <= 0 {
 		cfg.ReorderWait = 10 * time.Millisecond
+	}
+	if cfg.HealthEvery <= 0 {
+		cfg.HealthEvery = time.Second
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = time.Second
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 8192
@@ -111,17 +125,25 @@ func (h *Hub) Close() {
 	}
 }
 
-// watch reads what this instance missed after NATS reconnects: messages
-// published while the connection was down never arrive.
+// watch reads what this instance missed after NATS reconnects (messages
+// published while the connection was down never arrive), and checks NATS
+// every HealthEvery with a flush round trip. While NATS does not answer
+// (down, or stalled without a disconnect) the Hub follows its scopes from
+// Postgres instead, reading what is new at every check, so streams go on
+// receiving changes in order with a delay bounded by the check interval.
 func (h *Hub) watch() {
 	defer h.wg.Done()
+	tick := time.NewTicker(h.cfg.HealthEvery)
+	defer tick.Stop()
+	degraded := false
 	for {
 		select {
 		case <-h.stop:
 			return
 		case _, ok := <-h.status:
 			if !ok {
-				return
+				h.status = nil // closed with the connection; the ticker goes on
+				continue
 			}
 			// The flush proves the server has our subscriptions again
 			// before the fills read, so nothing can fall between.
@@ -129,11 +151,47 @@ func (h *Hub) watch() {
 				h.log.Warn("flush after reconnect", "err", err)
 			}
 			h.log.Info("nats reconnected; reading missed changes")
-			h.mu.RLock()
-			for _, hs := range h.scopes {
-				h.queueFill(hs, true)
+			h.fillAll()
+		case <-tick.C:
+			err := h.nc.FlushTimeout(h.cfg.HealthTimeout)
+			switch {
+			case err != nil:
+				if !degraded {
+					h.log.Warn("nats not answering; following scopes from Postgres", "err", err)
+				}
+				degraded = true
+				h.fillAll()
+			case degraded:
+				degraded = false
+				h.log.Info("nats answering again")
+				h.fillAll() // what was published during the stall may be lost
 			}
-			h.mu.RUnlock()
+		}
+	}
+}
+
+// fillAll queues a fill of everything after the last seq handed out, for
+// every scope that has changes this instance has not handed out: one
+// query finds them, so following many quiet scopes from Postgres stays
+// cheap. If that query fails, every scope is queued (each fill retries).
+func (h *Hub) fillAll() {
+	h.mu.RLock()
+	all := make([]*hubScope, 0, len(h.scopes))
+	names := make([]string, 0, len(h.scopes))
+	for name, hs := range h.scopes {
+		all = append(all, hs)
+		names = append(names, name)
+	}
+	h.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	seqs, err := h.store.scopeSeqs(ctx, names)
+	cancel()
+	for _, hs := range all {
+		hs.mu.Lock()
+		behind := err != nil || hs.next == 0 || seqs[hs.scope] >= hs.next
+		hs.mu.Unlock()
+		if behind {
+			h.queueFill(hs, true)
 		}
 	}
 }
@@ -336,12 +394,18 @@ func (h *Hub) fill(hs *hubScope) {
 	cancel()
 	if err != nil {
 		// Postgres is unreachable: try again later; streams keep what
-		// they have and get nothing out of order meanwhile.
-		h.log.Warn("read missing changes; retrying", "scope", hs.scope, "after", after, "err", err)
+		// they have and get nothing out of order meanwhile. Logged once
+		// per outage, not once per scope and attempt.
+		if !h.fillFailing.Swap(true) {
+			h.log.Warn("read missing changes; retrying until Postgres answers", "scope", hs.scope, "after", after, "err", err)
+		}
 		hs.mu.Lock()
 		hs.retry = time.AfterFunc(250*time.Millisecond, func() { h.queueFill(hs, upto == 0) })
 		hs.mu.Unlock()
 		return
+	}
+	if h.fillFailing.Swap(false) {
+		h.log.Info("reading missing changes again")
 	}
 	events := make([]*hubEvent, 0, len(got.changes))
 	for i := range got.changes {

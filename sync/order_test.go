@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // TestStreamSubscribeRace commits a change at each point of a new stream
@@ -358,4 +360,41 @@ func TestHubReplayTooLongIsCoalesced(t *testing.T) {
 
 	put(t, r.store, "doc/m", "docs", "after")
 	sr.expect("record doc/m v7 s7")
+}
+
+// TestNATSStallServedFromPostgres: while NATS stalls without a disconnect
+// (the connection is black-holed), the Hub notices within its health check
+// and serves the stream from Postgres, in order; when NATS answers again
+// the late messages are dropped as duplicates.
+func TestNATSStallServedFromPostgres(t *testing.T) {
+	t.Parallel()
+	pool := testPool(t)
+	srv := testenv.StartNATS(t)
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(srv.URL(), "nats://"))
+	nc, err := nats.Connect("nats://"+proxy.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	r := &rig{pool: pool, nats: srv, nc: nc, prefix: testenv.Prefix()}
+	pub := NewPublisher(nc, pool, PublisherConfig{Prefix: r.prefix})
+	t.Cleanup(pub.Close)
+	r.store = NewStore(pool, StoreConfig{Notifier: pub})
+	r.hub = NewHub(nc, r.store, HubConfig{Prefix: r.prefix, HealthEvery: 200 * time.Millisecond, HealthTimeout: 200 * time.Millisecond})
+	t.Cleanup(r.hub.Close)
+
+	sr := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "doc/s", Scope: "docs"}}}, nil)
+	sr.expect("synced")
+	put(t, r.store, "doc/s", "docs", "before")
+	sr.expect("record doc/s v1 s1")
+
+	proxy.Pause()
+	for i := range 3 {
+		put(t, r.store, "doc/s", "docs", fmt.Sprintf("during %d", i))
+	}
+	sr.expect("record doc/s v2 s2", "record doc/s v3 s3", "record doc/s v4 s4")
+	proxy.Resume()
+	put(t, r.store, "doc/s", "docs", "after")
+	sr.expect("record doc/s v5 s5")
+	sr.quiet(300 * time.Millisecond)
 }

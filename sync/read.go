@@ -61,6 +61,23 @@ func (r *reader) scopeRecords(ctx context.Context, scope string, afterSeq int64,
 	return out, nil
 }
 
+// recordChanges returns the changes of key after version after, in version
+// order, at most limit.
+func (r *reader) recordChanges(ctx context.Context, key string, after int64, limit int) ([]Change, error) {
+	rows, err := r.tx.Query(ctx, `
+		SELECT key, scope, version, seq, deleted, type_name, payload, actor, at
+		FROM changes WHERE key = $1 AND version > $2
+		ORDER BY version LIMIT $3`, key, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read changes of %s: %w", key, translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scanChangeRow)
+	if err != nil {
+		return nil, fmt.Errorf("read changes of %s: %w", key, translate(err))
+	}
+	return out, nil
+}
+
 // changes returns the changes of scope with afterSeq < seq < beforeSeq in seq
 // order (beforeSeq 0 means no upper bound).
 func (r *reader) changes(ctx context.Context, scope string, afterSeq, beforeSeq int64) ([]Change, error) {
@@ -89,6 +106,26 @@ func (s *Store) scopeSeq(ctx context.Context, scope string) (int64, error) {
 		return 0, fmt.Errorf("scope %s: %w", scope, translate(err))
 	}
 	return seq, nil
+}
+
+// scopeSeqs returns the current seq of each of scopes that was ever
+// written.
+func (s *Store) scopeSeqs(ctx context.Context, scopes []string) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT scope, seq FROM scopes WHERE scope = ANY($1)`, scopes)
+	if err != nil {
+		return nil, fmt.Errorf("scope seqs: %w", translate(err))
+	}
+	out := make(map[string]int64, len(scopes))
+	var scope string
+	var seq int64
+	_, err = pgx.ForEachRow(rows, []any{&scope, &seq}, func() error {
+		out[scope] = seq
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scope seqs: %w", translate(err))
+	}
+	return out, nil
 }
 
 // missingChanges is what a Hub reads to fill a gap in a scope's feed.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -42,6 +43,10 @@ type Store struct {
 	notifier Notifier
 	attempts int
 	log      *slog.Logger
+
+	// testHookCommit, when set, ends the transaction instead of COMMIT: a
+	// test stands in for a connection lost while COMMIT was in flight.
+	testHookCommit func(ctx context.Context, tx pgx.Tx) error
 }
 
 // NewStore returns a Store on pool. The caller keeps ownership of pool.
@@ -124,10 +129,50 @@ func (s *Store) update(ctx context.Context, actor string, fn func(ctx context.Co
 			return nil, err
 		}
 	}
-	if err := ptx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", translate(err))
+	if s.testHookCommit != nil {
+		err = s.testHookCommit(ctx, ptx)
+	} else {
+		err = ptx.Commit(ctx)
+	}
+	if err != nil {
+		return s.commitFailed(ctx, tx, err)
 	}
 	return tx.changes, nil
+}
+
+// commitFailed finds out what happened to a transaction whose COMMIT
+// failed. An error Postgres answered with means it did not commit. A lost
+// connection or an expired deadline leaves the outcome open: the Store
+// asks Postgres for the transaction's status on a fresh connection, so a
+// change that did commit is published at once and reported as written.
+func (s *Store) commitFailed(ctx context.Context, tx *Tx, err error) ([]Change, error) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) || tx.xid == "" {
+		return nil, fmt.Errorf("commit: %w", translate(err))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	for range 5 {
+		var status *string
+		if qerr := s.pool.QueryRow(ctx, `SELECT pg_xact_status($1::xid8)`, tx.xid).Scan(&status); qerr != nil {
+			break
+		}
+		switch {
+		case status != nil && *status == "committed":
+			s.log.Warn("commit reported an error but committed; publishing", "err", err)
+			return tx.changes, nil
+		case status != nil && *status == "aborted":
+			return nil, fmt.Errorf("commit: %w: %w", ErrUnavailable, err)
+		}
+		// Still in progress (the server has not finished the commit yet).
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// The relay publishes the change after its grace period if it did
+	// commit.
+	return nil, fmt.Errorf("commit: %w: %w", ErrOutcomeUnknown, err)
 }
 
 // errReplay marks an update answered from its idempotency record: the
@@ -140,6 +185,7 @@ type Tx struct {
 	tx      pgx.Tx
 	actor   string
 	changes []Change
+	xid     string // the transaction's id once it wrote a record
 	// absent holds keys Get found missing: no row was locked, so another
 	// transaction may create the record before this one writes it.
 	absent map[string]bool
@@ -199,7 +245,7 @@ WITH l AS (
 	INSERT INTO changes (scope, seq, key, version, deleted, type_name, payload, actor, at)
 	SELECT r.scope, r.seq, r.key, r.version, false, $3, $4, $5, r.updated_at FROM r
 )
-SELECT version, seq, updated_at FROM r`
+SELECT version, seq, updated_at, pg_current_xact_id()::text FROM r`
 
 // Put writes msg as the next version of key in scope and appends the change.
 // It returns ErrConflict if key already belongs to another scope, and
@@ -219,7 +265,7 @@ func (t *Tx) Put(ctx context.Context, key, scope string, msg proto.Message) (Cha
 		Message:  msg,
 		Actor:    t.actor,
 	}
-	err = t.tx.QueryRow(ctx, putSQL, key, scope, c.TypeName, payload, t.actor).Scan(&c.Version, &c.Seq, &c.At)
+	err = t.tx.QueryRow(ctx, putSQL, key, scope, c.TypeName, payload, t.actor).Scan(&c.Version, &c.Seq, &c.At, &t.xid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Change{}, fmt.Errorf("put %s: %w: record belongs to another scope", key, ErrConflict)
 	}
@@ -259,7 +305,7 @@ func (t *Tx) Delete(ctx context.Context, key string) (Change, error) {
 			INSERT INTO changes (scope, seq, key, version, deleted, type_name, payload, actor, at)
 			SELECT r.scope, r.seq, r.key, r.version, true, r.type_name, r.payload, $3, r.updated_at FROM r
 		)
-		SELECT version, seq, updated_at FROM r`, key, cur.Scope, t.actor).Scan(&c.Version, &c.Seq, &c.At)
+		SELECT version, seq, updated_at, pg_current_xact_id()::text FROM r`, key, cur.Scope, t.actor).Scan(&c.Version, &c.Seq, &c.At, &t.xid)
 	if err != nil {
 		return Change{}, fmt.Errorf("delete %s: %w", key, translate(err))
 	}

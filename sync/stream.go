@@ -243,6 +243,16 @@ func (st *stream) catchUp(ctx context.Context) error {
 				if c.Version == have || (c.Deleted && have == 0) {
 					continue
 				}
+				if have > 0 && c.Version > have {
+					// A client resuming at a version gets every version
+					// after it, from the history.
+					evs, err := st.replayRecord(ctx, r, c, have)
+					if err != nil {
+						return err
+					}
+					out = append(out, evs...)
+					continue
+				}
 				ev, err := c.Event(true, false)
 				if err != nil {
 					return err
@@ -259,6 +269,37 @@ func (st *stream) catchUp(ctx context.Context) error {
 		st.s.testHook("read")
 	}
 	return st.deliverAll(ctx, out)
+}
+
+// maxReplay bounds the versions of one record replayed to a resuming
+// stream; beyond it the stream gets the current version, coalesced.
+const maxReplay = 1024
+
+// replayRecord returns the changes of cur's record after version have, up
+// to cur, or cur alone marked coalesced (and as a snapshot) when they are
+// no longer all in the history or there are more than maxReplay.
+func (st *stream) replayRecord(ctx context.Context, r *reader, cur *Change, have int64) ([]*syncv1.SubscribeResponse, error) {
+	changes, err := r.recordChanges(ctx, cur.Key, have, maxReplay+1)
+	if err != nil {
+		return nil, err
+	}
+	n := len(changes)
+	if n == 0 || n > maxReplay || changes[0].Version != have+1 || changes[n-1].Version != cur.Version {
+		ev, err := cur.Event(true, true)
+		if err != nil {
+			return nil, err
+		}
+		return []*syncv1.SubscribeResponse{ev}, nil
+	}
+	out := make([]*syncv1.SubscribeResponse, 0, n)
+	for i := range changes {
+		ev, err := changes[i].Event(false, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
 // scopeCatchUp returns the events that bring a client at afterSeq up to the

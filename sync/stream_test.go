@@ -272,8 +272,11 @@ func TestStreamRecordTarget(t *testing.T) {
 	put(t, r.store, "team/9", "org/1", "gone")
 	del(t, r.store, "team/9")
 
+	// A client resuming at a version gets every version after it.
 	behind := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "team/1", Scope: "org/1", Version: 2}}}, nil)
-	behind.expect("record team/1 v3 s4 snapshot", "synced")
+	behind.expect("record team/1 v3 s4", "synced")
+	further := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "team/1", Scope: "org/1", Version: 1}}}, nil)
+	further.expect("record team/1 v2 s3", "record team/1 v3 s4", "synced")
 	current := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "team/1", Scope: "org/1", Version: 3}}}, nil)
 	current.expect("synced")
 	// A client that never saw a record learns nothing of its tombstone.
@@ -285,6 +288,14 @@ func TestStreamRecordTarget(t *testing.T) {
 	behind.expect("record team/1 v4 s8")
 	current.expect("record team/1 v4 s8")
 	deleted.quiet(300 * time.Millisecond)
+
+	// Versions no longer in the history: the current version, marked as
+	// skipping some.
+	if _, err := r.pool.Exec(ctxT(t), `DELETE FROM changes WHERE key = 'team/1' AND version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	pruned := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "team/1", Scope: "org/1", Version: 1}}}, nil)
+	pruned.expect("record team/1 v4 s8 snapshot coalesced", "synced")
 }
 
 // TestStreamRecordInsideScope: a record target whose scope is also a target

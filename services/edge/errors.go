@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	gosync "sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -71,6 +72,10 @@ func ToConnect(log *slog.Logger, procedure string, err error) error {
 		return connect.NewError(connect.CodeAborted, errors.New("conflicting write"))
 	case errors.Is(err, sync.ErrRetry):
 		return connect.NewError(connect.CodeAborted, errors.New("transaction conflict; retry"))
+	case errors.Is(err, sync.ErrOutcomeUnknown):
+		return connect.NewError(connect.CodeUnavailable, errors.New("the write may or may not have committed; retry with the same idempotency key"))
+	case errors.Is(err, sync.ErrUnavailable):
+		return connect.NewError(connect.CodeUnavailable, errors.New("database unavailable; retry"))
 	case errors.Is(err, ErrShutdown):
 		return connect.NewError(connect.CodeUnavailable, ErrShutdown)
 	case errors.Is(err, ErrRateLimited):
@@ -86,7 +91,32 @@ func ToConnect(log *slog.Logger, procedure string, err error) error {
 
 // errorInterceptor maps handler errors with ToConnect and logs every call.
 type errorInterceptor struct {
-	log *slog.Logger
+	log    *slog.Logger
+	outage outageLog
+}
+
+// outageLog reports calls that failed because Postgres was unavailable:
+// once when an outage starts, then at most once per outageEvery with the
+// count since, instead of one line per call.
+type outageLog struct {
+	mu     gosync.Mutex
+	last   time.Time
+	failed int
+}
+
+const outageEvery = 30 * time.Second
+
+func (o *outageLog) note(log *slog.Logger, procedure string, err error) {
+	if !errors.Is(err, sync.ErrUnavailable) && !errors.Is(err, sync.ErrOutcomeUnknown) {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failed++
+	if now := time.Now(); now.Sub(o.last) >= outageEvery {
+		log.Warn("database unavailable; calls answered unavailable", "procedure", procedure, "failedCalls", o.failed, "err", err)
+		o.last, o.failed = now, 0
+	}
 }
 
 // ErrorInterceptor returns the interceptor that maps every handler error to
@@ -99,6 +129,7 @@ func (i *errorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
 		res, err := next(ctx, req)
+		i.outage.note(i.log, req.Spec().Procedure, err)
 		err = ToConnect(i.log, req.Spec().Procedure, err)
 		i.logCall(ctx, req.Spec().Procedure, start, err)
 		return res, err
@@ -112,7 +143,9 @@ func (i *errorInterceptor) WrapStreamingClient(next connect.StreamingClientFunc)
 func (i *errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
-		err := ToConnect(i.log, conn.Spec().Procedure, next(ctx, conn))
+		err := next(ctx, conn)
+		i.outage.note(i.log, conn.Spec().Procedure, err)
+		err = ToConnect(i.log, conn.Spec().Procedure, err)
 		i.logCall(ctx, conn.Spec().Procedure, start, err)
 		return err
 	}

@@ -103,6 +103,21 @@ describe("Subscription", () => {
     expect(sub.status).toBe("closed");
   });
 
+  it("resumes a stream cut by an instance that died (internal: incomplete envelope)", async () => {
+    const server = new Server([
+      () => [msg("1", 1, 1, { snapshot: true }), synced({ "channel/c": 1 }), msg("2", 1, 2),
+        { fail: new ConnectError("protocol error: incomplete envelope: unexpected EOF", Code.Internal) }],
+      () => [msg("3", 1, 3), synced({ "channel/c": 3 }), "hang"],
+    ]);
+    const { sub, updates } = harness(server);
+    sub.start();
+    await until(() => sub.list("message/").length === 3);
+    expect(server.requests.map((r) => r.scopes["channel/c"])).toEqual([0, 2]);
+    expect(shown(updates)).toEqual(["message/c/1@1", "message/c/2@1", "message/c/3@1"]);
+    sub.close();
+    await sub.done;
+  });
+
   it("resets the backoff once a connection caught up", async () => {
     const server = new Server([
       () => [unavailable],

@@ -28,8 +28,12 @@ type RecordTarget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key is the record key, `type/id` or a singleton such as `global-color`.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// version is the version the client already holds; 0 means none. Only
-	// newer versions are sent.
+	// version is the version the client already holds; 0 means none. With
+	// 0 the catch-up is the current version (snapshot). With a version, the
+	// catch-up is every version after it, in order, replayed from the
+	// history; when those are no longer all kept (or more than 1024), it is
+	// the current version marked snapshot and coalesced. Only newer versions
+	// are sent.
 	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -53,9 +53,19 @@ type SyncServiceClient interface {
 	// with any number of writers and server instances. The only exception is
 	// an event marked `coalesced`: the stream fell behind (its buffer filled)
 	// or the server could not replay the changes one by one, so it sent the
-	// latest version instead. A stream that ends with code `unavailable`
-	// (server shutdown, NATS loss) should be resumed with the cursors the
-	// client holds; nothing is lost.
+	// latest version instead.
+	//
+	// Resuming: a stream that ends for any reason other than the permanent
+	// codes below should be opened again (with a backoff) with the cursors
+	// the client holds (record versions, scope seqs); nothing is lost or
+	// repeated. That includes `unavailable` (server shutdown, database
+	// unavailable), `internal` or `unknown` from a connection cut mid-stream
+	// (an instance that died: "incomplete envelope"), `deadline_exceeded` or
+	// `canceled` from a proxy, a network error, and a stream silent for more
+	// than three heartbeat intervals. Permanent: `invalid_argument`,
+	// `not_found`, `permission_denied`, `unauthenticated` (log in again),
+	// `failed_precondition`, `unimplemented`, `out_of_range`,
+	// `already_exists`.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
 	// Get returns the current state of up to 100 records. Keys that do not
 	// exist and keys the caller may not read are both reported in
@@ -120,9 +130,19 @@ type SyncServiceHandler interface {
 	// with any number of writers and server instances. The only exception is
 	// an event marked `coalesced`: the stream fell behind (its buffer filled)
 	// or the server could not replay the changes one by one, so it sent the
-	// latest version instead. A stream that ends with code `unavailable`
-	// (server shutdown, NATS loss) should be resumed with the cursors the
-	// client holds; nothing is lost.
+	// latest version instead.
+	//
+	// Resuming: a stream that ends for any reason other than the permanent
+	// codes below should be opened again (with a backoff) with the cursors
+	// the client holds (record versions, scope seqs); nothing is lost or
+	// repeated. That includes `unavailable` (server shutdown, database
+	// unavailable), `internal` or `unknown` from a connection cut mid-stream
+	// (an instance that died: "incomplete envelope"), `deadline_exceeded` or
+	// `canceled` from a proxy, a network error, and a stream silent for more
+	// than three heartbeat intervals. Permanent: `invalid_argument`,
+	// `not_found`, `permission_denied`, `unauthenticated` (log in again),
+	// `failed_precondition`, `unimplemented`, `out_of_range`,
+	// `already_exists`.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
 	// Get returns the current state of up to 100 records. Keys that do not
 	// exist and keys the caller may not read are both reported in

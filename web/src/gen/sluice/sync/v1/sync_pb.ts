@@ -28,8 +28,12 @@ export type RecordTarget = Message<"sluice.sync.v1.RecordTarget"> & {
   key: string;
 
   /**
-   * version is the version the client already holds; 0 means none. Only
-   * newer versions are sent.
+   * version is the version the client already holds; 0 means none. With
+   * 0 the catch-up is the current version (snapshot). With a version, the
+   * catch-up is every version after it, in order, replayed from the
+   * history; when those are no longer all kept (or more than 1024), it is
+   * the current version marked snapshot and coalesced. Only newer versions
+   * are sent.
    *
    * @generated from field: int64 version = 2;
    */
@@ -545,9 +549,19 @@ export const SyncService: GenService<{
    * with any number of writers and server instances. The only exception is
    * an event marked `coalesced`: the stream fell behind (its buffer filled)
    * or the server could not replay the changes one by one, so it sent the
-   * latest version instead. A stream that ends with code `unavailable`
-   * (server shutdown, NATS loss) should be resumed with the cursors the
-   * client holds; nothing is lost.
+   * latest version instead.
+   *
+   * Resuming: a stream that ends for any reason other than the permanent
+   * codes below should be opened again (with a backoff) with the cursors
+   * the client holds (record versions, scope seqs); nothing is lost or
+   * repeated. That includes `unavailable` (server shutdown, database
+   * unavailable), `internal` or `unknown` from a connection cut mid-stream
+   * (an instance that died: "incomplete envelope"), `deadline_exceeded` or
+   * `canceled` from a proxy, a network error, and a stream silent for more
+   * than three heartbeat intervals. Permanent: `invalid_argument`,
+   * `not_found`, `permission_denied`, `unauthenticated` (log in again),
+   * `failed_precondition`, `unimplemented`, `out_of_range`,
+   * `already_exists`.
    *
    * @generated from rpc sluice.sync.v1.SyncService.Subscribe
    */
