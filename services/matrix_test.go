@@ -77,7 +77,7 @@ var (
 // unauthenticated, decided by admission and the procedure's check over the
 // same facts. Each row acts on alice's resources; alice may set red.
 func TestPolicyMatrix(t *testing.T) {
-	table, _, err := NewPolicyTable(nil)
+	table, _, err := NewPolicyTable(nil, Modules(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestPolicyMatrix(t *testing.T) {
 // The read-rule matrix: scope × principal → allow, hide or
 // unauthenticated. Nobody learns whether an unreadable scope exists.
 func TestReadMatrix(t *testing.T) {
-	_, reads, err := NewPolicyTable(nil)
+	_, reads, err := NewPolicyTable(nil, Modules(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

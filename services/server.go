@@ -1,10 +1,11 @@
 // Package services assembles the RPC services of Sluice into one HTTP
-// handler: every service behind the same interceptors (error mapping,
+// handler from a list of modules (package kit): the Framework services
+// every server runs and the app's own (the reference app by default),
+// every service behind the same interceptors (error mapping,
 // authentication and admission by policy), plus gRPC health and reflection.
 package services
 
 import (
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -18,38 +19,26 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/sluicehq/sluice/authz"
-	"github.com/sluicehq/sluice/gen/sluice/access/v1/accessv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/admin/v1/adminv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/auth/v1/authv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/channel/v1/channelv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/color/v1/colorv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
 	optionsv1 "github.com/sluicehq/sluice/gen/sluice/options/v1"
-	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
-	"github.com/sluicehq/sluice/gen/sluice/user/v1/userv1connect"
 	"github.com/sluicehq/sluice/services/access"
-	"github.com/sluicehq/sluice/services/admin"
 	"github.com/sluicehq/sluice/services/auth"
-	"github.com/sluicehq/sluice/services/channel"
-	"github.com/sluicehq/sluice/services/color"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/services/membership"
-	"github.com/sluicehq/sluice/services/message"
-	"github.com/sluicehq/sluice/services/notify"
-	"github.com/sluicehq/sluice/services/org"
-	"github.com/sluicehq/sluice/services/syncsvc"
-	"github.com/sluicehq/sluice/services/user"
+	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/sync"
 )
 
 // Config holds what the services need; cmd/sluiced builds every part.
 type Config struct {
-	Store    *sync.Store
+	// Modules are the app's services, served beside the Framework ones.
+	// Nil means the reference app (ReferenceApp).
+	Modules []kit.Module
+	Store   *sync.Store
+	// Streamer runs record streams.
 	Streamer *sync.Streamer
 	// Hub carries ephemeral signals (typing).
 	Hub *sync.Hub
-	// Presence tracks who is online in channels; nil disables presence.
+	// Presence tracks who is online in the scope types that modules name;
+	// nil disables presence.
 	Presence *sync.Presence
 	// Login checks usernames and passwords (the authenticator chain).
 	// Required.
@@ -77,41 +66,37 @@ type Server struct {
 	reads    *authz.ReadRules
 }
 
-// Policies returns the policy of every procedure Sluice serves.
-func Policies() []authz.Policy {
+// Modules returns the modules a server with the app's modules serves: the
+// Framework ones first. Nil app means the reference app.
+func Modules(app []kit.Module) []kit.Module {
+	if app == nil {
+		app = ReferenceApp()
+	}
+	return append(Framework(), app...)
+}
+
+// Policies returns the policy of every procedure of modules.
+func Policies(modules []kit.Module) []authz.Policy {
 	var out []authz.Policy
-	out = append(out, auth.Policies()...)
-	out = append(out, user.Policies()...)
-	out = append(out, syncsvc.Policies()...)
-	out = append(out, access.Policies()...)
-	out = append(out, color.Policies()...)
-	out = append(out, admin.Policies()...)
-	out = append(out, org.Policies()...)
-	out = append(out, channel.Policies()...)
-	out = append(out, message.Policies()...)
+	for _, m := range modules {
+		out = append(out, m.Policies...)
+	}
 	return out
 }
 
-// ReadRules returns the read rule of every scope type.
-func ReadRules() []authz.ReadRule {
-	rules := append([]authz.ReadRule{membership.ProfileReadRule(), membership.UserOrgsReadRule()}, color.ReadRules()...)
-	rules = append(rules, notify.ReadRule())
-	return append(rules, membership.ReadRules()...)
-}
-
-// SelfScoped lists the key types whose records are their own scope.
-func SelfScoped() []string {
-	self := append([]string{"user"}, color.SelfScoped()...)
-	return append(self, membership.SelfScoped...)
-}
-
-// NewScopes returns the key → scope mapping of every record type.
-func NewScopes() *access.Scopes {
-	s := access.NewScopes(SelfScoped()...)
-	for typ, parent := range membership.Under {
-		s.Under(typ, parent)
+// NewScopes returns the key → scope mapping of every record type of
+// modules.
+func NewScopes(modules []kit.Module) *access.Scopes {
+	var self []string
+	for _, m := range modules {
+		self = append(self, m.SelfScoped...)
 	}
-	s.Under("notification", "notifications") // notification/<user>/<message id>
+	s := access.NewScopes(self...)
+	for _, m := range modules {
+		for typ, parent := range m.Under {
+			s.Under(typ, parent)
+		}
+	}
 	return s
 }
 
@@ -154,11 +139,15 @@ func ServerOnly() map[string]bool {
 	return out
 }
 
-// NewPolicyTable builds the policy table and refuses, naming them, any
-// procedure without a policy (default deny). Procedures marked server_only
-// in the protos admit only service principals.
-func NewPolicyTable(log *slog.Logger) (*authz.Table, *authz.ReadRules, error) {
-	policies := Policies()
+// NewPolicyTable builds the policy table and read rules of modules. It
+// refuses modules that leave a procedure of a served service without a
+// policy, naming it (default deny; see kit.Check). Procedures marked
+// server_only in the protos admit only service principals.
+func NewPolicyTable(log *slog.Logger, modules []kit.Module) (*authz.Table, *authz.ReadRules, error) {
+	if err := kit.Check(modules); err != nil {
+		return nil, nil, err
+	}
+	policies := Policies(modules)
 	serverOnly := ServerOnly()
 	for i := range policies {
 		policies[i].ServerOnly = serverOnly[policies[i].Procedure]
@@ -167,27 +156,29 @@ func NewPolicyTable(log *slog.Logger) (*authz.Table, *authz.ReadRules, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if missing := table.Missing(Procedures()); len(missing) > 0 {
-		return nil, nil, fmt.Errorf("procedures without a policy: %s", strings.Join(missing, ", "))
+	var rules []authz.ReadRule
+	for _, m := range modules {
+		rules = append(rules, m.ReadRules...)
 	}
-	reads, err := authz.NewReadRules(ReadRules()...)
+	reads, err := authz.NewReadRules(rules...)
 	if err != nil {
 		return nil, nil, err
 	}
 	return table, reads, nil
 }
 
-// New assembles the services. It fails if any procedure lacks a policy.
+// New assembles the Framework services and the app's modules. It fails if
+// any procedure of a served service lacks a policy.
 func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	policies, reads, err := NewPolicyTable(log)
+	modules := Modules(cfg.Modules)
+	policies, reads, err := NewPolicyTable(log, modules)
 	if err != nil {
 		return nil, err
 	}
-	valid := edge.NewValidator()
 	sessions := auth.NewSessions(cfg.Store, cfg.Sessions)
 	opts := edge.HandlerOptions(
 		edge.ErrorInterceptor(log),
@@ -195,34 +186,41 @@ func New(cfg Config) (*Server, error) {
 		auth.NewInterceptor(sessions, policies, cfg.Tokens, cfg.Services),
 		edge.IdempotencyInterceptor(),
 	)
-	scopes := NewScopes()
-	loader := access.NewLoader(cfg.Store, scopes)
-	streams := auth.NewStreams(sessions, cfg.SessionCheck, log)
-	syncSvc := syncsvc.NewService(cfg.Store, cfg.Streamer, streams, policies, reads, valid, scopes, loader, syncsvc.Config{
-		Presence:      cfg.Presence,
-		PresenceTypes: []string{"channel"},
-		Logger:        log,
-	})
+	scopes := NewScopes(modules)
+	d := &kit.Deps{
+		Store:    cfg.Store,
+		Streamer: cfg.Streamer,
+		Hub:      cfg.Hub,
+		Presence: cfg.Presence,
+		Policies: policies,
+		Reads:    reads,
+		Valid:    edge.NewValidator(),
+		Scopes:   scopes,
+		Loader:   access.NewLoader(cfg.Store, scopes),
+		Sessions: sessions,
+		Streams:  auth.NewStreams(sessions, cfg.SessionCheck, log),
+		Login:    cfg.Login,
+		Auth:     cfg.Auth,
+		Logger:   log,
+	}
+	for _, m := range modules {
+		d.PresenceTypes = append(d.PresenceTypes, m.Presence...)
+	}
 
 	mux := http.NewServeMux()
-	mux.Handle(authv1connect.NewAuthServiceHandler(auth.NewService(cfg.Login, sessions, policies, valid, cfg.Auth), opts...))
-	mux.Handle(userv1connect.NewUserServiceHandler(user.NewService(cfg.Store, policies, valid), opts...))
-	mux.Handle(syncsvc.NewHandler(syncSvc, opts...))
-	mux.Handle(accessv1connect.NewAccessServiceHandler(access.NewService(policies, reads, loader, cfg.Streamer, streams, valid), opts...))
-	mux.Handle(colorv1connect.NewColorServiceHandler(color.NewService(cfg.Store, policies, valid), opts...))
-	mux.Handle(adminv1connect.NewAdminServiceHandler(admin.NewService(sessions, policies, valid), opts...))
-	mux.Handle(orgv1connect.NewOrgServiceHandler(org.NewService(cfg.Store, policies, valid), opts...))
-	mux.Handle(channelv1connect.NewChannelServiceHandler(channel.NewService(cfg.Store, policies, loader, valid), opts...))
-	mux.Handle(messagev1connect.NewMessageServiceHandler(message.NewService(cfg.Store, policies, loader, cfg.Hub, valid), opts...))
-
-	names := []string{authv1connect.AuthServiceName, userv1connect.UserServiceName, syncv1connect.SyncServiceName,
-		accessv1connect.AccessServiceName, colorv1connect.ColorServiceName, adminv1connect.AdminServiceName,
-		orgv1connect.OrgServiceName, channelv1connect.ChannelServiceName, messagev1connect.MessageServiceName}
+	var names []string
+	for _, m := range modules {
+		if m.Name == "" {
+			continue
+		}
+		mux.Handle(m.Mount(d, opts...))
+		names = append(names, m.Name)
+	}
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...)))
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return &Server{handler: mux, streams: streams, policies: policies, reads: reads}, nil
+	return &Server{handler: mux, streams: d.Streams, policies: policies, reads: reads}, nil
 }
 
 // Handler returns the HTTP handler serving every service.

@@ -30,7 +30,7 @@ func TestEveryProcedureHasAPolicy(t *testing.T) {
 			t.Errorf("procedure walk missed %s", want)
 		}
 	}
-	table, _, err := NewPolicyTable(nil)
+	table, _, err := NewPolicyTable(nil, Modules(nil))
 	if err != nil {
 		t.Fatalf("policy table: %v", err)
 	}
@@ -38,7 +38,7 @@ func TestEveryProcedureHasAPolicy(t *testing.T) {
 		t.Fatalf("procedures without a policy: %v", missing)
 	}
 	// And no policy names a procedure that does not exist.
-	for _, p := range Policies() {
+	for _, p := range Policies(Modules(nil)) {
 		if !slices.Contains(procs, p.Procedure) {
 			t.Errorf("policy for unknown procedure %s", p.Procedure)
 		}
@@ -47,7 +47,7 @@ func TestEveryProcedureHasAPolicy(t *testing.T) {
 
 // Only Login is public; everything else needs a principal.
 func TestOnlyLoginIsPublic(t *testing.T) {
-	table, _, err := NewPolicyTable(nil)
+	table, _, err := NewPolicyTable(nil, Modules(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestOnlyLoginIsPublic(t *testing.T) {
 
 // The policy matrix of the user profile: only the owner may change it.
 func TestProfilePolicies(t *testing.T) {
-	table, _, err := NewPolicyTable(nil)
+	table, _, err := NewPolicyTable(nil, Modules(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

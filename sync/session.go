@@ -42,21 +42,6 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) (Session, error
 	return sess, nil
 }
 
-// SessionByTokenHash returns the live session with the given token hash. It
-// returns ErrNotFound if there is none, or it is revoked or expired.
-func (s *Store) SessionByTokenHash(ctx context.Context, hash []byte) (Session, error) {
-	var sess Session
-	err := s.pool.QueryRow(ctx, `
-		SELECT id, token_hash, user_id, roles, server_data, client_data, created_at, expires_at
-		FROM sessions
-		WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()`, hash,
-	).Scan(&sess.ID, &sess.TokenHash, &sess.UserID, &sess.Roles, &sess.ServerData, &sess.ClientData, &sess.CreatedAt, &sess.ExpiresAt)
-	if err != nil {
-		return Session{}, fmt.Errorf("session: %w", translate(err))
-	}
-	return sess, nil
-}
-
 // RevokeSession revokes the session with the given ID. Revoking a revoked or
 // unknown session is not an error.
 func (s *Store) RevokeSession(ctx context.Context, id int64) error {
@@ -64,16 +49,4 @@ func (s *Store) RevokeSession(ctx context.Context, id int64) error {
 		return fmt.Errorf("revoke session: %w", translate(err))
 	}
 	return nil
-}
-
-// SessionLive reports whether the session with the given ID is neither
-// revoked nor expired.
-func (s *Store) SessionLive(ctx context.Context, id int64) (bool, error) {
-	var live bool
-	err := s.pool.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now())`, id).Scan(&live)
-	if err != nil {
-		return false, fmt.Errorf("session live: %w", translate(err))
-	}
-	return live, nil
 }

@@ -209,7 +209,7 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func printPolicy(w io.Writer) error {
-	table, reads, err := services.NewPolicyTable(nil)
+	table, reads, err := services.NewPolicyTable(nil, services.Modules(nil))
 	if err != nil {
 		return err
 	}
