@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -156,4 +155,3 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func equalSeqs(a, b []int64) bool { return slices.Equal(a, b) }

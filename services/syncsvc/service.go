@@ -4,7 +4,6 @@ package syncsvc
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"slices"
 
@@ -147,9 +146,6 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[syncv1.Sub
 func (s *Service) readAccess(ctx context.Context, scope string) ([]sync.Dep, sync.Guard, error) {
 	return s.facts.ReadGuard(ctx, s.reads, scope)
 }
-
-// errSessionEnded ends a stream whose session was revoked or expired.
-var errSessionEnded = errors.New("session ended")
 
 // run streams t until the client goes, the session ends or the server
 // shuts down.
