@@ -9,8 +9,12 @@ package migrations
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/tern/v2/migrate"
@@ -40,4 +44,25 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (int32, error) {
 		return 0, fmt.Errorf("schema version: %w", err)
 	}
 	return v, nil
+}
+
+// Checksum returns a hex SHA-256 of every migration file, names and
+// contents: two databases migrated by sets with the same checksum have the
+// same schema.
+func Checksum() (string, error) {
+	names, err := fs.Glob(files, "*.sql")
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	for _, n := range names {
+		b, err := files.ReadFile(n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
