@@ -99,21 +99,22 @@ type App struct {
 	cfg Config
 	log *slog.Logger
 
-	cluster  *devpg.Cluster
-	ns       *natsserver.Server
-	pool     *pgxpool.Pool
-	nc       *nats.Conn
-	store    *sync.Store
-	pub      *sync.Publisher
-	relay    *sync.Relay
-	worker   *sync.Worker
-	presence *sync.Presence
-	hub      *sync.Hub
-	streamer *sync.Streamer
-	services *services.Server
-	http     *http.Server
-	auth     *AuthSetup
-	file     *FileConfig
+	cluster    *devpg.Cluster
+	ns         *natsserver.Server
+	pool       *pgxpool.Pool
+	nc         *nats.Conn
+	natsClosed chan struct{} // closed by nats.go once nc is closed
+	store      *sync.Store
+	pub        *sync.Publisher
+	relay      *sync.Relay
+	worker     *sync.Worker
+	presence   *sync.Presence
+	hub        *sync.Hub
+	streamer   *sync.Streamer
+	services   *services.Server
+	http       *http.Server
+	auth       *AuthSetup
+	file       *FileConfig
 
 	httpMu   gosync.Mutex // guards http and stopping
 	stopping bool
@@ -128,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &App{cfg: cfg, log: cfg.Logger}
+	a := &App{cfg: cfg, log: cfg.Logger, natsClosed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -302,9 +303,16 @@ func (a *App) connectNATS() (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
+		// A connection that answers no ping for 15 s is dead even if TCP
+		// says otherwise (a stalled server, a black hole): reconnect,
+		// possibly to another server of the cluster. Streams are served
+		// from Postgres meanwhile (the Hub's health check).
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			a.log.Warn("nats disconnected", "err", err)
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(a.natsClosed) }),
 	}
 	if a.cfg.NATSURL != "" {
 		nc, err := nats.Connect(a.cfg.NATSURL, opts...)
@@ -491,9 +499,12 @@ func (a *App) close(ctx context.Context) {
 		a.hub.Close()
 	}
 	if a.nc != nil {
-		_ = a.nc.Drain()
-		for a.nc.IsDraining() && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
+		// Drain delivers what is in flight, then closes the connection.
+		if err := a.nc.Drain(); err == nil {
+			select {
+			case <-a.natsClosed:
+			case <-ctx.Done():
+			}
 		}
 		a.nc.Close()
 	}
