@@ -8,6 +8,6 @@ RUN CGO_ENABLED=0 go build -trimpath -o /out/sluiced ./cmd/sluiced
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/sluiced /sluiced
-EXPOSE 8080
+EXPOSE 8080 9090
 ENTRYPOINT ["/sluiced"]
 CMD ["serve"]

@@ -57,14 +57,16 @@ func Framework() []kit.Module {
 				})
 				return syncsvc.NewHandler(svc, opts...)
 			},
-			Policies: syncsvc.Policies(),
+			Policies:  syncsvc.Policies(),
+			NeedsNATS: true,
 		},
 		{
 			Name: accessv1connect.AccessServiceName,
 			Mount: func(d *kit.Deps, opts ...connect.HandlerOption) (string, http.Handler) {
 				return accessv1connect.NewAccessServiceHandler(access.NewService(d.Policies, d.Reads, d.Loader, d.Streamer, d.Streams, d.Valid), opts...)
 			},
-			Policies: access.Policies(),
+			Policies:  access.Policies(),
+			NeedsNATS: true,
 		},
 		{
 			Name: adminv1connect.AdminServiceName,

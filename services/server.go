@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/proto"
@@ -24,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
+	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync"
 )
 
@@ -54,6 +56,11 @@ type Config struct {
 	// SessionCheck is how often streams re-check their session. Zero
 	// means 5s.
 	SessionCheck time.Duration
+	// Metrics, when set, counts and times every call.
+	Metrics *ops.Metrics
+	// Health says what the instance's health depends on; New fills in
+	// the services. Served as gRPC health and by the ops listener.
+	Health ops.HealthConfig
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
 }
@@ -61,6 +68,7 @@ type Config struct {
 // Server is the assembled set of services.
 type Server struct {
 	handler  http.Handler
+	health   *ops.Health
 	streams  *auth.Streams
 	policies *authz.Table
 	reads    *authz.ReadRules
@@ -180,12 +188,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sessions := auth.NewSessions(cfg.Store, cfg.Sessions)
-	opts := edge.HandlerOptions(
+	var interceptors []connect.Interceptor
+	if cfg.Metrics != nil {
+		// Outermost: it sees the codes clients see.
+		interceptors = append(interceptors, cfg.Metrics.Interceptor())
+	}
+	opts := edge.HandlerOptions(append(interceptors,
 		edge.ErrorInterceptor(log),
 		edge.DeadlineInterceptor(edge.UnaryTimeout),
 		auth.NewInterceptor(sessions, policies, cfg.Tokens, cfg.Services),
 		edge.IdempotencyInterceptor(),
-	)
+	)...)
 	scopes := NewScopes(modules)
 	d := &kit.Deps{
 		Store:    cfg.Store,
@@ -208,24 +221,37 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	mux := http.NewServeMux()
-	var names []string
+	hc := cfg.Health
+	hc.Services, hc.NeedNATS = nil, nil
 	for _, m := range modules {
 		if m.Name == "" {
 			continue
 		}
 		mux.Handle(m.Mount(d, opts...))
-		names = append(names, m.Name)
+		hc.Services = append(hc.Services, m.Name)
+		if m.NeedsNATS {
+			hc.NeedNATS = append(hc.NeedNATS, m.Name)
+		}
 	}
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...)))
+	names := hc.Services
+	health := ops.NewHealth(hc)
+	mux.Handle(grpchealth.NewHandler(health))
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return &Server{handler: mux, streams: d.Streams, policies: policies, reads: reads}, nil
+	return &Server{handler: mux, health: health, streams: d.Streams, policies: policies, reads: reads}, nil
 }
+
+// Health returns the instance's health checker (for the ops listener).
+func (s *Server) Health() *ops.Health { return s.health }
 
 // Handler returns the HTTP handler serving every service.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Shutdown ends every open stream with Unavailable, the code clients treat
-// as "resume with your cursors".
-func (s *Server) Shutdown() { s.streams.Shutdown() }
+// Shutdown reports every service NOT_SERVING (draining) and ends every
+// open stream with Unavailable, the code clients treat as "resume with
+// your cursors".
+func (s *Server) Shutdown() {
+	s.health.Drain()
+	s.streams.Shutdown()
+}

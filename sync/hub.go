@@ -70,6 +70,8 @@ type Hub struct {
 	stop   chan struct{}
 	wg     gosync.WaitGroup
 
+	counters hubCounters
+
 	// testHookEstablish, when set, runs after a scope's subscription is in
 	// place and before its seq is read.
 	testHookEstablish func(scope string)
@@ -156,13 +158,17 @@ func (h *Hub) watch() {
 			err := h.nc.FlushTimeout(h.cfg.HealthTimeout)
 			switch {
 			case err != nil:
+				h.counters.degraded.Store(true)
 				if !degraded {
+					h.counters.degradedSince.Store(time.Now().UnixNano())
 					h.log.Warn("nats not answering; following scopes from Postgres", "err", err)
 				}
 				degraded = true
 				h.fillAll()
 			case degraded:
 				degraded = false
+				h.counters.degraded.Store(false)
+				h.counters.degradedSince.Store(0)
 				h.log.Info("nats answering again")
 				h.fillAll() // what was published during the stall may be lost
 			}
@@ -392,7 +398,9 @@ func (h *Hub) fill(hs *hubScope) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	got, err := h.store.missing(ctx, hs.scope, after, upto, h.cfg.MaxPending)
 	cancel()
+	h.counters.fills.Add(1)
 	if err != nil {
+		h.counters.fillFailures.Add(1)
 		// Postgres is unreachable: try again later; streams keep what
 		// they have and get nothing out of order meanwhile. Logged once
 		// per outage, not once per scope and attempt.
@@ -432,6 +440,7 @@ func (h *Hub) fill(hs *hubScope) {
 		if e.info.seq == hs.next {
 			hs.emit(e)
 			hs.next++
+			h.counters.filled.Add(1)
 		}
 	}
 	hs.drain()
@@ -480,6 +489,7 @@ func (hs *hubScope) receive(m *nats.Msg) {
 		}
 		e = &hubEvent{info: info, ev: encodedEvent(ev, m.Data)}
 	}
+	hs.h.counters.received.Add(1)
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.offer(e)
@@ -499,6 +509,7 @@ func (hs *hubScope) offer(e *hubEvent) {
 		hs.maxSeen = seq
 	}
 	if hs.next != 0 && seq < hs.next {
+		hs.h.counters.duplicates.Add(1)
 		return // a duplicate: a relay republish, or filled already
 	}
 	if seq == hs.next {
@@ -508,6 +519,7 @@ func (hs *hubScope) offer(e *hubEvent) {
 		return
 	}
 	hs.pending[seq] = e
+	hs.h.counters.early.Add(1)
 	if len(hs.pending) > hs.h.cfg.MaxPending {
 		// Held back too long (Postgres unreachable for the fill): give up
 		// change by change; the streams re-read current state.
@@ -578,6 +590,7 @@ func (hs *hubScope) armGap() {
 // feed re-reads current state from Postgres, and the ordered feed goes on
 // after seq. Caller holds mu.
 func (hs *hubScope) reset(seq int64) {
+	hs.h.counters.resets.Add(1)
 	for f := range hs.feeds {
 		f.markOverflow()
 	}

@@ -53,6 +53,8 @@ type Publisher struct {
 	acks chan changeID
 	stop chan struct{}
 	wg   gosync.WaitGroup
+
+	counters publisherCounters
 }
 
 // NewPublisher starts a Publisher. nc and pool stay owned by the caller and
@@ -93,12 +95,15 @@ func (p *Publisher) Notify(changes []Change) {
 		data, err := encodeChange(c)
 		if err != nil {
 			p.log.Error("encode change", "key", c.Key, "scope", c.Scope, "version", c.Version, "err", err)
+			p.counters.failed.Add(1)
 			continue
 		}
 		if err := p.nc.Publish(p.subj.change(c.Scope), data); err != nil {
 			p.log.Warn("publish change; relay will retry", "scope", c.Scope, "seq", c.Seq, "err", err)
+			p.counters.failed.Add(1)
 			continue
 		}
+		p.counters.published.Add(1)
 		select {
 		case p.acks <- changeID{scope: c.Scope, seq: c.Seq}:
 		default: // the relay will republish; a duplicate is dropped by version
@@ -149,7 +154,10 @@ func (p *Publisher) ackLoop() {
 		err := markPublished(ctx, p.pool, batch)
 		cancel()
 		if err != nil {
+			p.counters.markFailures.Add(1)
 			p.log.Warn("mark published; relay will republish", "count", len(batch), "err", err)
+		} else {
+			p.counters.marked.Add(uint64(len(batch)))
 		}
 	}
 }

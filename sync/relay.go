@@ -48,6 +48,8 @@ type Relay struct {
 
 	stop chan struct{}
 	wg   gosync.WaitGroup
+
+	counters relayCounters
 }
 
 // NewRelay returns a Relay; call Start to run it in the background or
@@ -111,6 +113,7 @@ func (r *Relay) loop() {
 				n, err := r.RunOnce(ctx, r.cfg.Grace)
 				if err != nil {
 					if ctx.Err() == nil {
+						r.counters.failures.Add(1)
 						r.log.Warn("relay pass", "err", err)
 					}
 					break
@@ -120,9 +123,12 @@ func (r *Relay) loop() {
 				}
 			}
 		case <-prune.C:
-			if _, err := r.Prune(ctx); err != nil && ctx.Err() == nil {
+			n, err := r.Prune(ctx)
+			if err != nil && ctx.Err() == nil {
+				r.counters.failures.Add(1)
 				r.log.Warn("prune history", "err", err)
 			}
+			r.counters.pruned.Add(uint64(max(n, 0)))
 		}
 	}
 }
@@ -184,6 +190,7 @@ func (r *Relay) RunOnce(ctx context.Context, grace time.Duration) (int, error) {
 		return 0, fmt.Errorf("relay commit: %w", translate(err))
 	}
 	r.log.Info("relay republished changes", "count", len(changes))
+	r.counters.republished.Add(uint64(len(changes)))
 	return len(changes), nil
 }
 

@@ -73,6 +73,8 @@ type Streamer struct {
 	cfg   StreamerConfig
 	log   *slog.Logger
 
+	counters streamCounters
+
 	// testHook, when set, runs at the points of a new stream where a
 	// concurrent commit is hardest to get right: "joined" (after the Hub
 	// joins) and "read" (after the catch-up read, before anything is sent
@@ -108,6 +110,15 @@ func (s *Streamer) Stream(ctx context.Context, t Targets, sink Sink) error {
 	}
 	st.joined = make(map[string]bool)
 	st.depsOf = make(map[string][]*guarded)
+	c := &s.counters
+	c.open.Add(1)
+	c.openRecords.Add(int64(len(t.Records)))
+	c.openScopes.Add(int64(len(t.Scopes)))
+	defer func() {
+		c.open.Add(-1)
+		c.openRecords.Add(-int64(len(t.Records)))
+		c.openScopes.Add(-int64(len(t.Scopes)))
+	}()
 	defer func() {
 		for scope := range st.joined {
 			s.hub.leave(st.feed, scope)
@@ -378,6 +389,10 @@ func (st *stream) deliverAll(ctx context.Context, evs []*syncv1.SubscribeRespons
 			continue
 		}
 		if st.advance(info, true) {
+			st.s.counters.fromPostgres.Add(1)
+			if ev.GetRecord().GetCoalesced() {
+				st.s.counters.coalesced.Add(1)
+			}
 			if err := st.emit(ev); err != nil {
 				return err
 			}
@@ -421,6 +436,7 @@ func (st *stream) live(ctx context.Context) error {
 			return ctx.Err()
 		case now := <-hb.C:
 			if now.Sub(st.lastSend) >= st.s.cfg.Heartbeat/2 {
+				st.s.counters.heartbeats.Add(1)
 				if err := st.emit(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Heartbeat{Heartbeat: &syncv1.HeartbeatEvent{Time: timestamppb.New(now)}}}); err != nil {
 					return err
 				}
@@ -429,6 +445,7 @@ func (st *stream) live(ctx context.Context) error {
 			items, overflow := st.feed.take(buf)
 			buf = items
 			if overflow {
+				st.s.counters.overflows.Add(1)
 				// Changes to deps may have been lost too: check access
 				// first, so nothing is re-read for a revoked target.
 				if err := st.recheck(ctx, st.guards); err != nil {
@@ -483,7 +500,9 @@ func (st *stream) forward(ctx context.Context, it feedItem) error {
 	}
 	if st.advance(info, it.coalesced) {
 		e := it.e.ev
+		st.s.counters.delivered.Add(1)
 		if it.coalesced {
+			st.s.counters.coalesced.Add(1)
 			e = NewEvent(withCoalesced(e.Msg))
 		}
 		if err := st.emitEvent(e); err != nil {
@@ -536,6 +555,7 @@ func (st *stream) recheck(ctx context.Context, gs []*guarded) error {
 			continue
 		}
 		g.revoked = true
+		st.s.counters.revocations.Add(1)
 		if g.key != "" {
 			delete(st.records, g.key)
 			st.recordOrder = slices.DeleteFunc(st.recordOrder, func(k string) bool { return k == g.key })

@@ -28,6 +28,7 @@ import (
 	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync"
 )
 
@@ -39,6 +40,10 @@ type Config struct {
 	// DebugAddr, if set, is where `sluiced serve` serves the Go profiler
 	// (net/http/pprof). It has no authentication: keep it on loopback.
 	DebugAddr string
+	// OpsAddr, if set, is where `sluiced serve` serves /metrics
+	// (Prometheus), /healthz and /readyz. No authentication: keep it on
+	// loopback or a private network.
+	OpsAddr string
 	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
 	// sluice, created if missing), else a private cluster under DataDir.
 	DatabaseURL string
@@ -112,6 +117,7 @@ type App struct {
 	hub        *sync.Hub
 	streamer   *sync.Streamer
 	services   *services.Server
+	metrics    *ops.Metrics
 	http       *http.Server
 	auth       *AuthSetup
 	file       *FileConfig
@@ -194,7 +200,16 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	})
 	a.presence = sync.NewPresence(a.pool, a.hub, sync.PresenceConfig{Logger: a.log})
 	a.streamer = sync.NewStreamer(a.store, a.hub, sync.StreamerConfig{Heartbeat: cfg.Heartbeat, Buffer: cfg.StreamBuffer, Logger: a.log})
+	a.metrics = ops.NewMetrics(services.Procedures())
+	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
+		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
+	}))
 	a.services, err = services.New(services.Config{
+		Metrics: a.metrics,
+		Health: ops.HealthConfig{
+			Postgres:      a.pool.Ping,
+			NATSDownSince: a.hub.DegradedSince,
+		},
 		Store:        a.store,
 		Streamer:     a.streamer,
 		Hub:          a.hub,
@@ -336,6 +351,12 @@ func (a *App) connectNATS() (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect embedded nats: %w", err)
 	}
 	return nc, nil
+}
+
+// OpsHandler returns the handler of the ops listener: /metrics, /healthz
+// and /readyz.
+func (a *App) OpsHandler() http.Handler {
+	return ops.Handler(a.metrics, a.services.Health())
 }
 
 // Handler returns the HTTP handler of the instance: the services and the

@@ -13,21 +13,29 @@ import (
 // it is never reachable through the API port. It returns a function that
 // stops it and the address it listens on.
 func serveDebug(addr string, log *slog.Logger) (func(), net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("debug listen: %w", err)
-	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		log.Warn("profiler listens beyond loopback; it has no authentication", "addr", ln.Addr().String())
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return serveAside("profiler", addr, mux, log)
+}
+
+// serveAside serves h on addr, a listener of its own apart from the API
+// port, and warns when it is reachable beyond loopback (h has no
+// authentication). It returns a function that stops it and the address it
+// listens on.
+func serveAside(what, addr string, h http.Handler, log *slog.Logger) (func(), net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s listen: %w", what, err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn(what+" listens beyond loopback; it has no authentication", "addr", ln.Addr().String())
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Info("profiler serving", "addr", ln.Addr().String())
+	log.Info(what+" serving", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, ln.Addr(), nil
 }

@@ -48,6 +48,10 @@ type Module struct {
 	Under map[string]string
 	// Presence lists scope types whose streams learn who else is online.
 	Presence []string
+	// NeedsNATS says the service's calls depend on NATS (live streams):
+	// health reports it NOT_SERVING while NATS has been down beyond a
+	// grace.
+	NeedsNATS bool
 }
 
 // Deps are the shared parts services are built from. The server builds each
