@@ -111,6 +111,7 @@ func TestPolicyMatrix(t *testing.T) {
 		{userv1connect.UserServiceSetDisplayNameProcedure, authz.Question{Key: "user/alice"}, [6]outcome{unauth, allow, deny, deny, deny, allow}},
 		{syncv1connect.SyncServiceSubscribeProcedure, authz.Question{}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{syncv1connect.SyncServiceGetProcedure, authz.Question{}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
+		{syncv1connect.SyncServiceListProcedure, authz.Question{}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{accessv1connect.AccessServiceCheckProcedure, authz.Question{}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{accessv1connect.AccessServiceWatchProcedure, authz.Question{}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{colorv1connect.ColorServiceSetColorProcedure, authz.Question{Params: map[string]string{"color": "red"}}, [6]outcome{unauth, allow, deny, deny, deny, allow}},

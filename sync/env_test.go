@@ -37,6 +37,12 @@ func testPool(t testing.TB) *pgxpool.Pool {
 // testNATS starts an embedded NATS server of its own and connects to it.
 func testNATS(t *testing.T) (*testenv.NATS, *nats.Conn) {
 	t.Helper()
+	return testNATSB(t)
+}
+
+// testNATSB is testNATS for tests and benchmarks.
+func testNATSB(t testing.TB) (*testenv.NATS, *nats.Conn) {
+	t.Helper()
 	srv := testenv.StartNATS(t)
 	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {

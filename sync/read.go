@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -170,4 +171,75 @@ func (s *Store) missing(ctx context.Context, scope string, after, upto int64, li
 		return nil
 	})
 	return out, err
+}
+
+// countLive counts the live records of scope with seq at most seq, up to
+// limit (it stops counting there).
+func (s *Store) countLive(ctx context.Context, scope string, seq int64, limit int) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*) FROM (
+			SELECT 1 FROM records WHERE scope = $1 AND seq <= $2 AND NOT deleted LIMIT $3
+		) x`, scope, seq, limit).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count scope %s: %w", scope, translate(err))
+	}
+	return n, nil
+}
+
+// snapshotPage returns up to limit live records of scope with
+// after < seq <= upto, in seq order.
+func (s *Store) snapshotPage(ctx context.Context, scope string, upto, after int64, limit int) ([]Change, error) {
+	return s.collect(ctx, "read scope "+scope, `
+		SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
+		FROM records WHERE scope = $1 AND seq <= $2 AND seq > $3 AND NOT deleted
+		ORDER BY seq LIMIT $4`, scope, upto, after, limit)
+}
+
+// window returns the limit live records of scope with the newest seqs at
+// most upto, in seq order.
+func (s *Store) window(ctx context.Context, scope string, upto int64, limit int) ([]Change, error) {
+	recs, err := s.collect(ctx, "read window of "+scope, `
+		SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
+		FROM records WHERE scope = $1 AND seq <= $2 AND NOT deleted
+		ORDER BY seq DESC LIMIT $3`, scope, upto, limit)
+	slices.Reverse(recs)
+	return recs, err
+}
+
+// List returns up to limit live records of scope whose latest seq is below
+// before (0: no bound), newest first, and the scope's seq, read from one
+// snapshot. Read access must have been checked by the caller.
+func (s *Store) List(ctx context.Context, scope string, before int64, limit int) (recs []Change, seq int64, err error) {
+	err = s.view(ctx, func(r *reader) error {
+		if seq, _, err = r.scopeState(ctx, scope); err != nil {
+			return err
+		}
+		rows, err := r.tx.Query(ctx, `
+			SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
+			FROM records WHERE scope = $1 AND ($2 = 0 OR seq < $2) AND NOT deleted
+			ORDER BY seq DESC LIMIT $3`, scope, before, limit)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", scope, translate(err))
+		}
+		recs, err = pgx.CollectRows(rows, scanChangeRow)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", scope, translate(err))
+		}
+		return nil
+	})
+	return recs, seq, err
+}
+
+// collect runs a query of records and collects its rows.
+func (s *Store) collect(ctx context.Context, what, sql string, args ...any) ([]Change, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scanChangeRow)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, translate(err))
+	}
+	return out, nil
 }

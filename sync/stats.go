@@ -62,11 +62,12 @@ type StreamStats struct {
 	Revocations  uint64 // targets revoked while streaming
 	Heartbeats   uint64 // heartbeats sent
 	FromPostgres uint64 // record events sent from Postgres reads (catch-ups, gap fills, re-reads)
+	RowsRead     uint64 // records and changes read for catch-ups and gap fills
 }
 
 type streamCounters struct {
-	open, openRecords, openScopes                                          atomic.Int64
-	delivered, coalesced, overflows, revocations, heartbeats, fromPostgres atomic.Uint64
+	open, openRecords, openScopes                                                    atomic.Int64
+	delivered, coalesced, overflows, revocations, heartbeats, fromPostgres, rowsRead atomic.Uint64
 }
 
 // Stats returns the Streamer's counters. It is safe for concurrent use.
@@ -82,6 +83,7 @@ func (s *Streamer) Stats() StreamStats {
 		Revocations:  c.revocations.Load(),
 		Heartbeats:   c.heartbeats.Load(),
 		FromPostgres: c.fromPostgres.Load(),
+		RowsRead:     c.rowsRead.Load(),
 	}
 }
 

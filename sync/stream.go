@@ -42,8 +42,11 @@ type RecordTarget struct {
 type ScopeTarget struct {
 	Scope    string
 	AfterSeq int64 // the last seq the client saw; 0 means none
-	Deps     []Dep
-	Guard    Guard
+	// Limit, when above 0, is a window: a snapshot holds only the Limit
+	// records with the newest seqs.
+	Limit int
+	Deps  []Dep
+	Guard Guard
 }
 
 // Targets is what one stream follows. Read access must have been checked
@@ -61,6 +64,10 @@ type StreamerConfig struct {
 	// Buffer bounds the live changes queued per stream before it
 	// coalesces. Zero means 1024.
 	Buffer int
+	// MaxSnapshot bounds the records of a snapshot of a whole scope (a
+	// scope target without a window); a larger scope is refused with a
+	// SnapshotTooLargeError. Zero means 10000.
+	MaxSnapshot int
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
 }
@@ -90,6 +97,9 @@ func NewStreamer(store *Store, hub *Hub, cfg StreamerConfig) *Streamer {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 1024
 	}
+	if cfg.MaxSnapshot <= 0 {
+		cfg.MaxSnapshot = 10000
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -110,6 +120,7 @@ func (s *Streamer) Stream(ctx context.Context, t Targets, sink Sink) error {
 	}
 	st.joined = make(map[string]bool)
 	st.depsOf = make(map[string][]*guarded)
+	st.limits = make(map[string]int)
 	c := &s.counters
 	c.open.Add(1)
 	c.openRecords.Add(int64(len(t.Records)))
@@ -157,6 +168,7 @@ func (s *Streamer) Stream(ctx context.Context, t Targets, sink Sink) error {
 		}
 		seq := sc.AfterSeq
 		st.scopes[sc.Scope] = &seq
+		st.limits[sc.Scope] = sc.Limit
 		st.scopeOrder = append(st.scopeOrder, sc.Scope)
 		if err := join(sc.Scope); err != nil {
 			return err
@@ -198,6 +210,7 @@ type stream struct {
 	feed        *feed
 	records     map[string]*int64 // key -> version delivered
 	scopes      map[string]*int64 // scope -> seq delivered
+	limits      map[string]int    // scope -> window (0: none)
 	recordOrder []string
 	scopeOrder  []string
 	lastSend    time.Time
@@ -227,59 +240,64 @@ func (st *stream) emitEvent(e *Event) error {
 	return st.sink.Send(e)
 }
 
-// catchUp sends what the client lacks, read from one consistent snapshot.
+// catchUp sends what the client lacks: first each scope's (a record
+// snapshot is delivered with force, and one of a subscribed scope would
+// move that scope's cursor past the scope's earlier changes; after the
+// scopes, a record of theirs is already current and is skipped by
+// advance), then the record targets', read from one snapshot.
 func (st *stream) catchUp(ctx context.Context) error {
+	for _, scope := range slices.Clone(st.scopeOrder) {
+		if st.scopes[scope] == nil {
+			continue // revoked by a dep change delivered meanwhile
+		}
+		if err := st.scopeCatchUp(ctx, scope, *st.scopes[scope]); err != nil {
+			return err
+		}
+	}
 	var out []*syncv1.SubscribeResponse
 	err := st.s.store.view(ctx, func(r *reader) error {
-		out = out[:0]
-		// Scopes first: a record snapshot is delivered with force, and one
-		// of a subscribed scope would move that scope's cursor past the
-		// scope's earlier changes. After the scopes, a record of theirs is
-		// already current and is skipped by advance.
-		for _, scope := range st.scopeOrder {
-			evs, err := st.scopeCatchUp(ctx, r, scope, *st.scopes[scope])
-			if err != nil {
-				return err
-			}
-			out = append(out, evs...)
+		if len(st.recordOrder) == 0 {
+			return nil
 		}
-		if len(st.recordOrder) > 0 {
-			recs, err := r.records(ctx, st.recordOrder)
-			if err != nil {
-				return err
+		recs, err := r.records(ctx, st.recordOrder)
+		if err != nil {
+			return err
+		}
+		st.s.counters.rowsRead.Add(uint64(len(recs)))
+		for i := range recs {
+			c := &recs[i]
+			have := *st.records[c.Key]
+			if c.Version == have || (c.Deleted && have == 0) {
+				continue
 			}
-			for i := range recs {
-				c := &recs[i]
-				have := *st.records[c.Key]
-				if c.Version == have || (c.Deleted && have == 0) {
-					continue
-				}
-				if have > 0 && c.Version > have {
-					// A client resuming at a version gets every version
-					// after it, from the history.
-					evs, err := st.replayRecord(ctx, r, c, have)
-					if err != nil {
-						return err
-					}
-					out = append(out, evs...)
-					continue
-				}
-				ev, err := c.Event(true, false)
+			if have > 0 && c.Version > have {
+				// A client resuming at a version gets every version
+				// after it, from the history.
+				evs, err := st.replayRecord(ctx, r, c, have)
 				if err != nil {
 					return err
 				}
-				out = append(out, ev)
+				out = append(out, evs...)
+				continue
 			}
+			ev, err := c.Event(true, false)
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if err := st.deliverAll(ctx, out); err != nil {
+		return err
+	}
 	if st.s.testHook != nil {
 		st.s.testHook("read")
 	}
-	return st.deliverAll(ctx, out)
+	return nil
 }
 
 // maxReplay bounds the versions of one record replayed to a resuming
@@ -313,47 +331,118 @@ func (st *stream) replayRecord(ctx context.Context, r *reader, cur *Change, have
 	return out, nil
 }
 
-// scopeCatchUp returns the events that bring a client at afterSeq up to the
-// snapshot: the changes since afterSeq, or a reset and the current records
-// when afterSeq is 0, behind the horizon, or ahead of the scope.
-func (st *stream) scopeCatchUp(ctx context.Context, r *reader, scope string, afterSeq int64) ([]*syncv1.SubscribeResponse, error) {
-	seq, horizon, err := r.scopeState(ctx, scope)
-	if err != nil {
-		return nil, err
-	}
+// snapshotBatch is how many records a snapshot reads and sends at a time.
+const snapshotBatch = 500
+
+// SnapshotTooLargeError refuses a snapshot of a whole scope that holds more
+// records than StreamerConfig.MaxSnapshot: the client should subscribe with
+// a window (ScopeTarget.Limit) and page older records with List.
+type SnapshotTooLargeError struct {
+	Scope string
+	Max   int
+}
+
+func (e *SnapshotTooLargeError) Error() string {
+	return fmt.Sprintf("scope %s has more than %d records: subscribe with a window (limit) and page older records with List", e.Scope, e.Max)
+}
+
+// scopeCatchUp sends what brings a client at afterSeq up to date: the
+// changes since afterSeq, or (afterSeq 0, behind the horizon or ahead of
+// the scope) a reset and a snapshot.
+func (st *stream) scopeCatchUp(ctx context.Context, scope string, afterSeq int64) error {
+	var seq, horizon int64
 	var out []*syncv1.SubscribeResponse
-	if afterSeq > 0 && afterSeq >= horizon && afterSeq <= seq {
+	err := st.s.store.view(ctx, func(r *reader) error {
+		var err error
+		seq, horizon, err = r.scopeState(ctx, scope)
+		if err != nil || afterSeq <= 0 || afterSeq < horizon || afterSeq > seq {
+			return err
+		}
 		changes, err := r.changes(ctx, scope, afterSeq, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		st.s.counters.rowsRead.Add(uint64(len(changes)))
 		for i := range changes {
 			ev, err := changes[i].Event(false, false)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			out = append(out, ev)
 		}
-		return out, nil
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if afterSeq > 0 && afterSeq >= horizon && afterSeq <= seq {
+		return st.deliverAll(ctx, out)
 	}
 	if afterSeq > 0 {
-		out = append(out, &syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Reset_{Reset_: &syncv1.ResetEvent{Scope: scope, HorizonSeq: horizon}}})
-	}
-	recs, err := r.scopeRecords(ctx, scope, 0, false)
-	if err != nil {
-		return nil, err
-	}
-	for i := range recs {
-		ev, err := recs[i].Event(true, false)
-		if err != nil {
-			return nil, err
+		reset := &syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Reset_{Reset_: &syncv1.ResetEvent{Scope: scope, HorizonSeq: horizon}}}
+		if err := st.deliverAll(ctx, []*syncv1.SubscribeResponse{reset}); err != nil {
+			return err
 		}
-		out = append(out, ev)
+	}
+	return st.snapshot(ctx, scope, seq)
+}
+
+// snapshot sends the live records of scope as of seq, then moves the
+// scope's cursor to seq. It reads and sends them in batches, each in a
+// short query of its own, so no transaction or connection is held while
+// the client reads: a record that changed after seq is not in the
+// snapshot, and its change, being after seq, reaches the stream live. With
+// a window only the newest records are read; without one a scope larger
+// than MaxSnapshot is refused.
+func (st *stream) snapshot(ctx context.Context, scope string, seq int64) error {
+	store := st.s.store
+	if limit := st.limits[scope]; limit > 0 {
+		recs, err := store.window(ctx, scope, seq, limit)
+		if err != nil {
+			return err
+		}
+		if err := st.sendSnapshot(ctx, recs); err != nil {
+			return err
+		}
+	} else {
+		n, err := store.countLive(ctx, scope, seq, st.s.cfg.MaxSnapshot+1)
+		if err != nil {
+			return err
+		}
+		if n > st.s.cfg.MaxSnapshot {
+			return &SnapshotTooLargeError{Scope: scope, Max: st.s.cfg.MaxSnapshot}
+		}
+		for after := int64(0); ; {
+			recs, err := store.snapshotPage(ctx, scope, seq, after, snapshotBatch)
+			if err != nil {
+				return err
+			}
+			if err := st.sendSnapshot(ctx, recs); err != nil {
+				return err
+			}
+			if len(recs) < snapshotBatch {
+				break
+			}
+			after = recs[len(recs)-1].Seq
+		}
 	}
 	// The snapshot is the scope's state at seq: the cursor moves there even
 	// if the newest changes were tombstones not sent in a fresh snapshot.
-	out = append(out, cursorMark(scope, seq))
-	return out, nil
+	return st.deliverAll(ctx, []*syncv1.SubscribeResponse{cursorMark(scope, seq)})
+}
+
+// sendSnapshot sends records as snapshot events.
+func (st *stream) sendSnapshot(ctx context.Context, recs []Change) error {
+	st.s.counters.rowsRead.Add(uint64(len(recs)))
+	out := make([]*syncv1.SubscribeResponse, 0, len(recs))
+	for i := range recs {
+		ev, err := recs[i].Event(true, false)
+		if err != nil {
+			return err
+		}
+		out = append(out, ev)
+	}
+	return st.deliverAll(ctx, out)
 }
 
 // cursorMark is an internal, never-sent event that moves a scope cursor.
@@ -579,20 +668,21 @@ func (st *stream) recheck(ctx context.Context, gs []*guarded) error {
 // the scope is reset to a fresh snapshot.
 func (st *stream) fillGap(ctx context.Context, scope string, after, before int64) error {
 	var out []*syncv1.SubscribeResponse
+	pruned := false
 	err := st.s.store.view(ctx, func(r *reader) error {
 		_, horizon, err := r.scopeState(ctx, scope)
 		if err != nil {
 			return err
 		}
 		if after < horizon {
-			out, err = st.scopeCatchUp(ctx, r, scope, after)
-			return err
+			pruned = true
+			return nil
 		}
 		changes, err := r.changes(ctx, scope, after, before)
 		if err != nil {
 			return err
 		}
-		out = out[:0]
+		st.s.counters.rowsRead.Add(uint64(len(changes)))
 		for i := range changes {
 			ev, err := changes[i].Event(false, false)
 			if err != nil {
@@ -604,6 +694,9 @@ func (st *stream) fillGap(ctx context.Context, scope string, after, before int64
 	})
 	if err != nil {
 		return fmt.Errorf("fill gap %s (%d,%d): %w", scope, after, before, err)
+	}
+	if pruned {
+		return st.scopeCatchUp(ctx, scope, after)
 	}
 	return st.deliverAll(ctx, out)
 }

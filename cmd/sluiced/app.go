@@ -84,6 +84,9 @@ type Config struct {
 	KeepPerScope int64
 	// StreamBuffer bounds the live changes queued per stream. Default 1024.
 	StreamBuffer int
+	// MaxSnapshot bounds the records of a whole-scope snapshot; a stream
+	// asking for more must use a window (ScopeTarget.limit). Default 10000.
+	MaxSnapshot int
 	// SessionCheck is how often streams re-check their session. Default 5s.
 	SessionCheck time.Duration
 	// SMTPAddr is the SMTP server (host:port) notification e-mail goes
@@ -199,7 +202,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		Logger:       a.log,
 	})
 	a.presence = sync.NewPresence(a.pool, a.hub, sync.PresenceConfig{Logger: a.log})
-	a.streamer = sync.NewStreamer(a.store, a.hub, sync.StreamerConfig{Heartbeat: cfg.Heartbeat, Buffer: cfg.StreamBuffer, Logger: a.log})
+	a.streamer = sync.NewStreamer(a.store, a.hub, sync.StreamerConfig{Heartbeat: cfg.Heartbeat, Buffer: cfg.StreamBuffer, MaxSnapshot: cfg.MaxSnapshot, Logger: a.log})
 	a.metrics = ops.NewMetrics(services.Procedures())
 	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,

@@ -97,6 +97,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "stream heartbeat interval")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "change history retention")
 	fs.Int64Var(&cfg.KeepPerScope, "keep-per-scope", 10000, "changes kept per scope")
+	fs.IntVar(&cfg.MaxSnapshot, "max-snapshot", 10000, "records a stream may receive in a snapshot of a whole scope; larger scopes need a window (ScopeTarget.limit)")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", os.Getenv("SLUICE_OPS_ADDR"), "listen address of /metrics (Prometheus), /healthz and /readyz; keep it on loopback or a private network; empty: off (SLUICE_OPS_ADDR)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", os.Getenv("SLUICE_DEBUG_ADDR"), "listen address of the Go profiler (/debug/pprof/); keep it on loopback; empty: off (SLUICE_DEBUG_ADDR)")
 	level := fs.String("log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SLUICE_LOG_LEVEL)")

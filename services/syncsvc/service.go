@@ -4,6 +4,7 @@ package syncsvc
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 
@@ -71,6 +72,8 @@ func Policies() []authz.Policy {
 			Description: "any authenticated principal; each target by its scope's read rule (denied targets: not_found)"},
 		{Procedure: syncv1connect.SyncServiceGetProcedure, Action: "sync.get",
 			Description: "any authenticated principal; unreadable keys are reported missing"},
+		{Procedure: syncv1connect.SyncServiceListProcedure, Action: "sync.list",
+			Description: "any authenticated principal; the scope by its read rule (denied: not_found)"},
 	}
 }
 
@@ -87,6 +90,7 @@ type recordTarget struct {
 type scopeTarget struct {
 	Scope    string `field:"scopes.scope" validate:"required,maxbytes=256,utf8,nocontrol"`
 	AfterSeq int64  `field:"scopes.after_seq" validate:"gte=0"`
+	Limit    int32  `field:"scopes.limit" validate:"gte=0,lte=1000"`
 }
 
 // decodeSubscribe turns a request into a validated command.
@@ -96,7 +100,7 @@ func decodeSubscribe(v *edge.Validator, msg *syncv1.SubscribeRequest) (subscribe
 		cmd.Records = append(cmd.Records, recordTarget{Key: r.GetKey(), Version: r.GetVersion()})
 	}
 	for _, sc := range msg.GetScopes() {
-		cmd.Scopes = append(cmd.Scopes, scopeTarget{Scope: sc.GetScope(), AfterSeq: sc.GetAfterSeq()})
+		cmd.Scopes = append(cmd.Scopes, scopeTarget{Scope: sc.GetScope(), AfterSeq: sc.GetAfterSeq(), Limit: sc.GetLimit()})
 	}
 	if err := v.Struct(cmd); err != nil {
 		return cmd, err
@@ -136,7 +140,7 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[syncv1.Sub
 		if err != nil {
 			return err
 		}
-		t.Scopes = append(t.Scopes, sync.ScopeTarget{Scope: sc.Scope, AfterSeq: sc.AfterSeq, Deps: deps, Guard: guard})
+		t.Scopes = append(t.Scopes, sync.ScopeTarget{Scope: sc.Scope, AfterSeq: sc.AfterSeq, Limit: int(sc.Limit), Deps: deps, Guard: guard})
 	}
 	return s.run(ctx, t, stream)
 }
@@ -167,7 +171,12 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 		}
 		snk = &presenceSink{Sink: out, ctx: ctx, svc: s, scopes: here}
 	}
-	return auth.Ended(ctx, s.streamer.Stream(ctx, t, snk))
+	err := s.streamer.Stream(ctx, t, snk)
+	var tooLarge *sync.SnapshotTooLargeError
+	if errors.As(err, &tooLarge) {
+		return edge.Invalid("scopes.limit", tooLarge.Error())
+	}
+	return auth.Ended(ctx, err)
 }
 
 // scopeOf returns the scope of key: the key itself for self-scoped types,
@@ -269,4 +278,60 @@ func (ps *presenceSink) Send(e *sync.Event) error {
 		}
 	}
 	return nil
+}
+
+type listCmd struct {
+	Scope     string `field:"scope" validate:"required,maxbytes=256,utf8,nocontrol"`
+	BeforeSeq int64  `field:"before_seq" validate:"gte=0"`
+	Limit     int32  `field:"limit" validate:"gte=0,lte=500"`
+}
+
+// decodeList turns a request into a validated command.
+func decodeList(v *edge.Validator, msg *syncv1.ListRequest) (listCmd, error) {
+	cmd := listCmd{Scope: msg.GetScope(), BeforeSeq: msg.GetBeforeSeq(), Limit: msg.GetLimit()}
+	if err := v.Struct(cmd); err != nil {
+		return cmd, err
+	}
+	if cmd.Limit == 0 {
+		cmd.Limit = 50
+	}
+	return cmd, nil
+}
+
+// List returns a page of a scope's records, newest first.
+func (s *Service) List(ctx context.Context, req *connect.Request[syncv1.ListRequest]) (*connect.Response[syncv1.ListResponse], error) {
+	cmd, err := decodeList(s.valid, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.policies.Authorize(ctx, syncv1connect.SyncServiceListProcedure, authz.Resource{}); err != nil {
+		return nil, err
+	}
+	// The scope's read rule, as for a stream; a scope the caller may not
+	// read does not exist for them.
+	if err := s.reads.CanRead(ctx, cmd.Scope, s.facts.Facts()); err != nil {
+		var d *authz.Denial
+		if errors.As(err, &d) || errors.Is(err, authz.ErrHidden) || errors.Is(err, authz.ErrDenied) {
+			return nil, sync.ErrNotFound
+		}
+		return nil, err
+	}
+	// One more than the page says whether there is a page before it.
+	recs, seq, err := s.store.List(ctx, cmd.Scope, cmd.BeforeSeq, int(cmd.Limit)+1)
+	if err != nil {
+		return nil, err
+	}
+	res := &syncv1.ListResponse{ScopeSeq: seq}
+	if len(recs) > int(cmd.Limit) {
+		recs = recs[:cmd.Limit]
+		res.NextBeforeSeq = recs[len(recs)-1].Seq
+	}
+	for i := range recs {
+		rec, err := recs[i].Record()
+		if err != nil {
+			return nil, err
+		}
+		res.Records = append(res.Records, rec)
+	}
+	return connect.NewResponse(res), nil
 }

@@ -91,7 +91,14 @@ type ScopeTarget struct {
 	// after_seq is the last scope seq the client has seen; 0 means none (a
 	// snapshot of the scope is sent). When after_seq is older than the
 	// retained history a ResetEvent and a fresh snapshot are sent instead.
-	AfterSeq      int64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	AfterSeq int64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// limit, when above 0, is a window: a snapshot of the scope holds only
+	// the `limit` records with the newest seqs (oldest first), and live
+	// changes follow as usual; page older records with List. 0 means the
+	// whole scope, which the server refuses (invalid_argument on
+	// `scopes.limit`) for a scope with more records than its snapshot cap
+	// (10,000 by default). At most 1000.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,6 +143,13 @@ func (x *ScopeTarget) GetScope() string {
 func (x *ScopeTarget) GetAfterSeq() int64 {
 	if x != nil {
 		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *ScopeTarget) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
 	}
 	return 0
 }
@@ -1065,6 +1079,136 @@ func (x *GetResponse) GetMissingKeys() []string {
 	return nil
 }
 
+// ListRequest asks for one page of a scope's records.
+type ListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// scope names the scope, e.g. `channel/7`.
+	Scope string `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	// before_seq returns records whose latest seq is below it; 0 means from
+	// the newest.
+	BeforeSeq int64 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
+	// limit is the page size: 1 to 500; 0 means 50.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRequest) Reset() {
+	*x = ListRequest{}
+	mi := &file_sluice_sync_v1_sync_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRequest) ProtoMessage() {}
+
+func (x *ListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_sync_v1_sync_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
+func (*ListRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ListRequest) GetBeforeSeq() int64 {
+	if x != nil {
+		return x.BeforeSeq
+	}
+	return 0
+}
+
+func (x *ListRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListResponse is one page, newest first.
+type ListResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// next_before_seq is the before_seq of the next (older) page; 0 when
+	// this page is the last.
+	NextBeforeSeq int64 `protobuf:"varint,2,opt,name=next_before_seq,json=nextBeforeSeq,proto3" json:"next_before_seq,omitempty"`
+	// scope_seq is the scope's seq when the page was read: a stream resumed
+	// with after_seq = scope_seq continues exactly after this read.
+	ScopeSeq      int64 `protobuf:"varint,3,opt,name=scope_seq,json=scopeSeq,proto3" json:"scope_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResponse) Reset() {
+	*x = ListResponse{}
+	mi := &file_sluice_sync_v1_sync_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResponse) ProtoMessage() {}
+
+func (x *ListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_sync_v1_sync_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
+func (*ListResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ListResponse) GetNextBeforeSeq() int64 {
+	if x != nil {
+		return x.NextBeforeSeq
+	}
+	return 0
+}
+
+func (x *ListResponse) GetScopeSeq() int64 {
+	if x != nil {
+		return x.ScopeSeq
+	}
+	return 0
+}
+
 var File_sluice_sync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_sluice_sync_v1_sync_proto_rawDesc = "" +
@@ -1072,10 +1216,11 @@ const file_sluice_sync_v1_sync_proto_rawDesc = "" +
 	"\x19sluice/sync/v1/sync.proto\x12\x0esluice.sync.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n" +
 	"\fRecordTarget\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"@\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"V\n" +
 	"\vScopeTarget\x12\x14\n" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x1b\n" +
-	"\tafter_seq\x18\x02 \x01(\x03R\bafterSeq\"\x7f\n" +
+	"\tafter_seq\x18\x02 \x01(\x03R\bafterSeq\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\x7f\n" +
 	"\x10SubscribeRequest\x126\n" +
 	"\arecords\x18\x01 \x03(\v2\x1c.sluice.sync.v1.RecordTargetR\arecords\x123\n" +
 	"\x06scopes\x18\x02 \x03(\v2\x1b.sluice.sync.v1.ScopeTargetR\x06scopes\"\xe6\x01\n" +
@@ -1139,10 +1284,20 @@ const file_sluice_sync_v1_sync_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\"b\n" +
 	"\vGetResponse\x120\n" +
 	"\arecords\x18\x01 \x03(\v2\x16.sluice.sync.v1.RecordR\arecords\x12!\n" +
-	"\fmissing_keys\x18\x02 \x03(\tR\vmissingKeys2\xa6\x01\n" +
+	"\fmissing_keys\x18\x02 \x03(\tR\vmissingKeys\"X\n" +
+	"\vListRequest\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\x02 \x01(\x03R\tbeforeSeq\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\x85\x01\n" +
+	"\fListResponse\x120\n" +
+	"\arecords\x18\x01 \x03(\v2\x16.sluice.sync.v1.RecordR\arecords\x12&\n" +
+	"\x0fnext_before_seq\x18\x02 \x01(\x03R\rnextBeforeSeq\x12\x1b\n" +
+	"\tscope_seq\x18\x03 \x01(\x03R\bscopeSeq2\xee\x01\n" +
 	"\vSyncService\x12R\n" +
 	"\tSubscribe\x12 .sluice.sync.v1.SubscribeRequest\x1a!.sluice.sync.v1.SubscribeResponse0\x01\x12C\n" +
-	"\x03Get\x12\x1a.sluice.sync.v1.GetRequest\x1a\x1b.sluice.sync.v1.GetResponse\"\x03\x90\x02\x01B\xaf\x01\n" +
+	"\x03Get\x12\x1a.sluice.sync.v1.GetRequest\x1a\x1b.sluice.sync.v1.GetResponse\"\x03\x90\x02\x01\x12F\n" +
+	"\x04List\x12\x1b.sluice.sync.v1.ListRequest\x1a\x1c.sluice.sync.v1.ListResponse\"\x03\x90\x02\x01B\xaf\x01\n" +
 	"\x12com.sluice.sync.v1B\tSyncProtoP\x01Z4github.com/sluicehq/sluice/gen/sluice/sync/v1;syncv1\xa2\x02\x03SSX\xaa\x02\x0eSluice.Sync.V1\xca\x02\x0eSluice\\Sync\\V1\xe2\x02\x1aSluice\\Sync\\V1\\GPBMetadata\xea\x02\x10Sluice::Sync::V1b\x06proto3"
 
 var (
@@ -1157,7 +1312,7 @@ func file_sluice_sync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_sluice_sync_v1_sync_proto_rawDescData
 }
 
-var file_sluice_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_sluice_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sluice_sync_v1_sync_proto_goTypes = []any{
 	(*RecordTarget)(nil),          // 0: sluice.sync.v1.RecordTarget
 	(*ScopeTarget)(nil),           // 1: sluice.sync.v1.ScopeTarget
@@ -1174,18 +1329,20 @@ var file_sluice_sync_v1_sync_proto_goTypes = []any{
 	(*EphemeralEvent)(nil),        // 12: sluice.sync.v1.EphemeralEvent
 	(*GetRequest)(nil),            // 13: sluice.sync.v1.GetRequest
 	(*GetResponse)(nil),           // 14: sluice.sync.v1.GetResponse
-	(*anypb.Any)(nil),             // 15: google.protobuf.Any
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ListRequest)(nil),           // 15: sluice.sync.v1.ListRequest
+	(*ListResponse)(nil),          // 16: sluice.sync.v1.ListResponse
+	(*anypb.Any)(nil),             // 17: google.protobuf.Any
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_sluice_sync_v1_sync_proto_depIdxs = []int32{
 	0,  // 0: sluice.sync.v1.SubscribeRequest.records:type_name -> sluice.sync.v1.RecordTarget
 	1,  // 1: sluice.sync.v1.SubscribeRequest.scopes:type_name -> sluice.sync.v1.ScopeTarget
-	15, // 2: sluice.sync.v1.Record.payload:type_name -> google.protobuf.Any
-	16, // 3: sluice.sync.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 2: sluice.sync.v1.Record.payload:type_name -> google.protobuf.Any
+	18, // 3: sluice.sync.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 4: sluice.sync.v1.RecordEvent.record:type_name -> sluice.sync.v1.Record
-	16, // 5: sluice.sync.v1.RemovedEvent.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 5: sluice.sync.v1.RemovedEvent.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: sluice.sync.v1.SyncedEvent.scopes:type_name -> sluice.sync.v1.ScopeTarget
-	16, // 7: sluice.sync.v1.HeartbeatEvent.time:type_name -> google.protobuf.Timestamp
+	18, // 7: sluice.sync.v1.HeartbeatEvent.time:type_name -> google.protobuf.Timestamp
 	5,  // 8: sluice.sync.v1.SubscribeResponse.record:type_name -> sluice.sync.v1.RecordEvent
 	6,  // 9: sluice.sync.v1.SubscribeResponse.removed:type_name -> sluice.sync.v1.RemovedEvent
 	7,  // 10: sluice.sync.v1.SubscribeResponse.synced:type_name -> sluice.sync.v1.SyncedEvent
@@ -1193,17 +1350,20 @@ var file_sluice_sync_v1_sync_proto_depIdxs = []int32{
 	9,  // 12: sluice.sync.v1.SubscribeResponse.reset:type_name -> sluice.sync.v1.ResetEvent
 	10, // 13: sluice.sync.v1.SubscribeResponse.heartbeat:type_name -> sluice.sync.v1.HeartbeatEvent
 	12, // 14: sluice.sync.v1.SubscribeResponse.ephemeral:type_name -> sluice.sync.v1.EphemeralEvent
-	16, // 15: sluice.sync.v1.EphemeralEvent.at:type_name -> google.protobuf.Timestamp
+	18, // 15: sluice.sync.v1.EphemeralEvent.at:type_name -> google.protobuf.Timestamp
 	3,  // 16: sluice.sync.v1.GetResponse.records:type_name -> sluice.sync.v1.Record
-	2,  // 17: sluice.sync.v1.SyncService.Subscribe:input_type -> sluice.sync.v1.SubscribeRequest
-	13, // 18: sluice.sync.v1.SyncService.Get:input_type -> sluice.sync.v1.GetRequest
-	11, // 19: sluice.sync.v1.SyncService.Subscribe:output_type -> sluice.sync.v1.SubscribeResponse
-	14, // 20: sluice.sync.v1.SyncService.Get:output_type -> sluice.sync.v1.GetResponse
-	19, // [19:21] is the sub-list for method output_type
-	17, // [17:19] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	3,  // 17: sluice.sync.v1.ListResponse.records:type_name -> sluice.sync.v1.Record
+	2,  // 18: sluice.sync.v1.SyncService.Subscribe:input_type -> sluice.sync.v1.SubscribeRequest
+	13, // 19: sluice.sync.v1.SyncService.Get:input_type -> sluice.sync.v1.GetRequest
+	15, // 20: sluice.sync.v1.SyncService.List:input_type -> sluice.sync.v1.ListRequest
+	11, // 21: sluice.sync.v1.SyncService.Subscribe:output_type -> sluice.sync.v1.SubscribeResponse
+	14, // 22: sluice.sync.v1.SyncService.Get:output_type -> sluice.sync.v1.GetResponse
+	16, // 23: sluice.sync.v1.SyncService.List:output_type -> sluice.sync.v1.ListResponse
+	21, // [21:24] is the sub-list for method output_type
+	18, // [18:21] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sluice_sync_v1_sync_proto_init() }
@@ -1226,7 +1386,7 @@ func file_sluice_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_sync_v1_sync_proto_rawDesc), len(file_sluice_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,8 @@ const (
 	SyncServiceSubscribeProcedure = "/sluice.sync.v1.SyncService/Subscribe"
 	// SyncServiceGetProcedure is the fully-qualified name of the SyncService's Get RPC.
 	SyncServiceGetProcedure = "/sluice.sync.v1.SyncService/Get"
+	// SyncServiceListProcedure is the fully-qualified name of the SyncService's List RPC.
+	SyncServiceListProcedure = "/sluice.sync.v1.SyncService/List"
 )
 
 // SyncServiceClient is a client for the sluice.sync.v1.SyncService service.
@@ -71,6 +73,12 @@ type SyncServiceClient interface {
 	// exist and keys the caller may not read are both reported in
 	// `missing_keys`, indistinguishably.
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
+	// List pages through the live records of a scope, newest first (by the
+	// seq of each record's latest change), under the scope's read rule: a
+	// scope the caller may not read is `not_found`. Start with before_seq 0;
+	// pass next_before_seq to get the page before; 0 in the answer means
+	// there is none.
+	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
 }
 
 // NewSyncServiceClient constructs a client for the sluice.sync.v1.SyncService service. By default,
@@ -97,6 +105,13 @@ func NewSyncServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		list: connect.NewClient[v1.ListRequest, v1.ListResponse](
+			httpClient,
+			baseURL+SyncServiceListProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("List")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -104,6 +119,7 @@ func NewSyncServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 type syncServiceClient struct {
 	subscribe *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
 	get       *connect.Client[v1.GetRequest, v1.GetResponse]
+	list      *connect.Client[v1.ListRequest, v1.ListResponse]
 }
 
 // Subscribe calls sluice.sync.v1.SyncService.Subscribe.
@@ -114,6 +130,11 @@ func (c *syncServiceClient) Subscribe(ctx context.Context, req *connect.Request[
 // Get calls sluice.sync.v1.SyncService.Get.
 func (c *syncServiceClient) Get(ctx context.Context, req *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error) {
 	return c.get.CallUnary(ctx, req)
+}
+
+// List calls sluice.sync.v1.SyncService.List.
+func (c *syncServiceClient) List(ctx context.Context, req *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
+	return c.list.CallUnary(ctx, req)
 }
 
 // SyncServiceHandler is an implementation of the sluice.sync.v1.SyncService service.
@@ -148,6 +169,12 @@ type SyncServiceHandler interface {
 	// exist and keys the caller may not read are both reported in
 	// `missing_keys`, indistinguishably.
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
+	// List pages through the live records of a scope, newest first (by the
+	// seq of each record's latest change), under the scope's read rule: a
+	// scope the caller may not read is `not_found`. Start with before_seq 0;
+	// pass next_before_seq to get the page before; 0 in the answer means
+	// there is none.
+	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
 }
 
 // NewSyncServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -170,12 +197,21 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	syncServiceListHandler := connect.NewUnaryHandler(
+		SyncServiceListProcedure,
+		svc.List,
+		connect.WithSchema(syncServiceMethods.ByName("List")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sluice.sync.v1.SyncService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SyncServiceSubscribeProcedure:
 			syncServiceSubscribeHandler.ServeHTTP(w, r)
 		case SyncServiceGetProcedure:
 			syncServiceGetHandler.ServeHTTP(w, r)
+		case SyncServiceListProcedure:
+			syncServiceListHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -191,4 +227,8 @@ func (UnimplementedSyncServiceHandler) Subscribe(context.Context, *connect.Reque
 
 func (UnimplementedSyncServiceHandler) Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.sync.v1.SyncService.Get is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.sync.v1.SyncService.List is not implemented"))
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/sync/v1/sync.proto.
  */
 export const file_sluice_sync_v1_sync: GenFile = /*@__PURE__*/
-  fileDesc("ChlzbHVpY2Uvc3luYy92MS9zeW5jLnByb3RvEg5zbHVpY2Uuc3luYy52MSIsCgxSZWNvcmRUYXJnZXQSCwoDa2V5GAEgASgJEg8KB3ZlcnNpb24YAiABKAMiLwoLU2NvcGVUYXJnZXQSDQoFc2NvcGUYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgDIm4KEFN1YnNjcmliZVJlcXVlc3QSLQoHcmVjb3JkcxgBIAMoCzIcLnNsdWljZS5zeW5jLnYxLlJlY29yZFRhcmdldBIrCgZzY29wZXMYAiADKAsyGy5zbHVpY2Uuc3luYy52MS5TY29wZVRhcmdldCKtAQoGUmVjb3JkEgsKA2tleRgBIAEoCRINCgVzY29wZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgDEgsKA3NlcRgEIAEoAxIlCgdwYXlsb2FkGAUgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAcgASgJIkkKDVJlY29yZFZlcnNpb24SCwoDa2V5GAEgASgJEg0KBXNjb3BlGAIgASgJEg8KB3ZlcnNpb24YAyABKAMSCwoDc2VxGAQgASgDIloKC1JlY29yZEV2ZW50EiYKBnJlY29yZBgBIAEoCzIWLnNsdWljZS5zeW5jLnYxLlJlY29yZBIQCghzbmFwc2hvdBgCIAEoCBIRCgljb2FsZXNjZWQYAyABKAgijAEKDFJlbW92ZWRFdmVudBILCgNrZXkYASABKAkSDQoFc2NvcGUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxILCgNzZXEYBCABKAMSLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdXBkYXRlZF9ieRgGIAEoCSI6CgtTeW5jZWRFdmVudBIrCgZzY29wZXMYASADKAsyGy5zbHVpY2Uuc3luYy52MS5TY29wZVRhcmdldCI6CgxSZXZva2VkRXZlbnQSCwoDa2V5GAEgASgJEg0KBXNjb3BlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIwCgpSZXNldEV2ZW50Eg0KBXNjb3BlGAEgASgJEhMKC2hvcml6b25fc2VxGAIgASgDIjoKDkhlYXJ0YmVhdEV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMCChFTdWJzY3JpYmVSZXNwb25zZRItCgZyZWNvcmQYASABKAsyGy5zbHVpY2Uuc3luYy52MS5SZWNvcmRFdmVudEgAEi8KB3JlbW92ZWQYAiABKAsyHC5zbHVpY2Uuc3luYy52MS5SZW1vdmVkRXZlbnRIABItCgZzeW5jZWQYAyABKAsyGy5zbHVpY2Uuc3luYy52MS5TeW5jZWRFdmVudEgAEi8KB3Jldm9rZWQYBCABKAsyHC5zbHVpY2Uuc3luYy52MS5SZXZva2VkRXZlbnRIABIrCgVyZXNldBgFIAEoCzIaLnNsdWljZS5zeW5jLnYxLlJlc2V0RXZlbnRIABIzCgloZWFydGJlYXQYBiABKAsyHi5zbHVpY2Uuc3luYy52MS5IZWFydGJlYXRFdmVudEgAEjMKCWVwaGVtZXJhbBgHIAEoCzIeLnNsdWljZS5zeW5jLnYxLkVwaGVtZXJhbEV2ZW50SABCBwoFZXZlbnQiYwoORXBoZW1lcmFsRXZlbnQSDQoFc2NvcGUYASABKAkSDAoEa2luZBgCIAEoCRIMCgRmcm9tGAMgASgJEiYKAmF0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaCgpHZXRSZXF1ZXN0EgwKBGtleXMYASADKAkiTAoLR2V0UmVzcG9uc2USJwoHcmVjb3JkcxgBIAMoCzIWLnNsdWljZS5zeW5jLnYxLlJlY29yZBIUCgxtaXNzaW5nX2tleXMYAiADKAkypgEKC1N5bmNTZXJ2aWNlElIKCVN1YnNjcmliZRIgLnNsdWljZS5zeW5jLnYxLlN1YnNjcmliZVJlcXVlc3QaIS5zbHVpY2Uuc3luYy52MS5TdWJzY3JpYmVSZXNwb25zZTABEkMKA0dldBIaLnNsdWljZS5zeW5jLnYxLkdldFJlcXVlc3QaGy5zbHVpY2Uuc3luYy52MS5HZXRSZXNwb25zZSIDkAIBQq8BChJjb20uc2x1aWNlLnN5bmMudjFCCVN5bmNQcm90b1ABWjRnaXRodWIuY29tL3NsdWljZWhxL3NsdWljZS9nZW4vc2x1aWNlL3N5bmMvdjE7c3luY3YxogIDU1NYqgIOU2x1aWNlLlN5bmMuVjHKAg5TbHVpY2VcU3luY1xWMeICGlNsdWljZVxTeW5jXFYxXEdQQk1ldGFkYXRh6gIQU2x1aWNlOjpTeW5jOjpWMWIGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_timestamp]);
+  fileDesc("ChlzbHVpY2Uvc3luYy92MS9zeW5jLnByb3RvEg5zbHVpY2Uuc3luYy52MSIsCgxSZWNvcmRUYXJnZXQSCwoDa2V5GAEgASgJEg8KB3ZlcnNpb24YAiABKAMiPgoLU2NvcGVUYXJnZXQSDQoFc2NvcGUYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgDEg0KBWxpbWl0GAMgASgFIm4KEFN1YnNjcmliZVJlcXVlc3QSLQoHcmVjb3JkcxgBIAMoCzIcLnNsdWljZS5zeW5jLnYxLlJlY29yZFRhcmdldBIrCgZzY29wZXMYAiADKAsyGy5zbHVpY2Uuc3luYy52MS5TY29wZVRhcmdldCKtAQoGUmVjb3JkEgsKA2tleRgBIAEoCRINCgVzY29wZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgDEgsKA3NlcRgEIAEoAxIlCgdwYXlsb2FkGAUgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp1cGRhdGVkX2J5GAcgASgJIkkKDVJlY29yZFZlcnNpb24SCwoDa2V5GAEgASgJEg0KBXNjb3BlGAIgASgJEg8KB3ZlcnNpb24YAyABKAMSCwoDc2VxGAQgASgDIloKC1JlY29yZEV2ZW50EiYKBnJlY29yZBgBIAEoCzIWLnNsdWljZS5zeW5jLnYxLlJlY29yZBIQCghzbmFwc2hvdBgCIAEoCBIRCgljb2FsZXNjZWQYAyABKAgijAEKDFJlbW92ZWRFdmVudBILCgNrZXkYASABKAkSDQoFc2NvcGUYAiABKAkSDwoHdmVyc2lvbhgDIAEoAxILCgNzZXEYBCABKAMSLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdXBkYXRlZF9ieRgGIAEoCSI6CgtTeW5jZWRFdmVudBIrCgZzY29wZXMYASADKAsyGy5zbHVpY2Uuc3luYy52MS5TY29wZVRhcmdldCI6CgxSZXZva2VkRXZlbnQSCwoDa2V5GAEgASgJEg0KBXNjb3BlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIwCgpSZXNldEV2ZW50Eg0KBXNjb3BlGAEgASgJEhMKC2hvcml6b25fc2VxGAIgASgDIjoKDkhlYXJ0YmVhdEV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMCChFTdWJzY3JpYmVSZXNwb25zZRItCgZyZWNvcmQYASABKAsyGy5zbHVpY2Uuc3luYy52MS5SZWNvcmRFdmVudEgAEi8KB3JlbW92ZWQYAiABKAsyHC5zbHVpY2Uuc3luYy52MS5SZW1vdmVkRXZlbnRIABItCgZzeW5jZWQYAyABKAsyGy5zbHVpY2Uuc3luYy52MS5TeW5jZWRFdmVudEgAEi8KB3Jldm9rZWQYBCABKAsyHC5zbHVpY2Uuc3luYy52MS5SZXZva2VkRXZlbnRIABIrCgVyZXNldBgFIAEoCzIaLnNsdWljZS5zeW5jLnYxLlJlc2V0RXZlbnRIABIzCgloZWFydGJlYXQYBiABKAsyHi5zbHVpY2Uuc3luYy52MS5IZWFydGJlYXRFdmVudEgAEjMKCWVwaGVtZXJhbBgHIAEoCzIeLnNsdWljZS5zeW5jLnYxLkVwaGVtZXJhbEV2ZW50SABCBwoFZXZlbnQiYwoORXBoZW1lcmFsRXZlbnQSDQoFc2NvcGUYASABKAkSDAoEa2luZBgCIAEoCRIMCgRmcm9tGAMgASgJEiYKAmF0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaCgpHZXRSZXF1ZXN0EgwKBGtleXMYASADKAkiTAoLR2V0UmVzcG9uc2USJwoHcmVjb3JkcxgBIAMoCzIWLnNsdWljZS5zeW5jLnYxLlJlY29yZBIUCgxtaXNzaW5nX2tleXMYAiADKAkiPwoLTGlzdFJlcXVlc3QSDQoFc2NvcGUYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoAxINCgVsaW1pdBgDIAEoBSJjCgxMaXN0UmVzcG9uc2USJwoHcmVjb3JkcxgBIAMoCzIWLnNsdWljZS5zeW5jLnYxLlJlY29yZBIXCg9uZXh0X2JlZm9yZV9zZXEYAiABKAMSEQoJc2NvcGVfc2VxGAMgASgDMu4BCgtTeW5jU2VydmljZRJSCglTdWJzY3JpYmUSIC5zbHVpY2Uuc3luYy52MS5TdWJzY3JpYmVSZXF1ZXN0GiEuc2x1aWNlLnN5bmMudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJDCgNHZXQSGi5zbHVpY2Uuc3luYy52MS5HZXRSZXF1ZXN0Ghsuc2x1aWNlLnN5bmMudjEuR2V0UmVzcG9uc2UiA5ACARJGCgRMaXN0Ehsuc2x1aWNlLnN5bmMudjEuTGlzdFJlcXVlc3QaHC5zbHVpY2Uuc3luYy52MS5MaXN0UmVzcG9uc2UiA5ACAUKvAQoSY29tLnNsdWljZS5zeW5jLnYxQglTeW5jUHJvdG9QAVo0Z2l0aHViLmNvbS9zbHVpY2VocS9zbHVpY2UvZ2VuL3NsdWljZS9zeW5jL3YxO3N5bmN2MaICA1NTWKoCDlNsdWljZS5TeW5jLlYxygIOU2x1aWNlXFN5bmNcVjHiAhpTbHVpY2VcU3luY1xWMVxHUEJNZXRhZGF0YeoCEFNsdWljZTo6U3luYzo6VjFiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
 
 /**
  * RecordTarget asks for one record, e.g. `user/42`.
@@ -68,6 +68,18 @@ export type ScopeTarget = Message<"sluice.sync.v1.ScopeTarget"> & {
    * @generated from field: int64 after_seq = 2;
    */
   afterSeq: bigint;
+
+  /**
+   * limit, when above 0, is a window: a snapshot of the scope holds only
+   * the `limit` records with the newest seqs (oldest first), and live
+   * changes follow as usual; page older records with List. 0 means the
+   * whole scope, which the server refuses (invalid_argument on
+   * `scopes.limit`) for a scope with more records than its snapshot cap
+   * (10,000 by default). At most 1000.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
 };
 
 /**
@@ -529,6 +541,77 @@ export const GetResponseSchema: GenMessage<GetResponse> = /*@__PURE__*/
   messageDesc(file_sluice_sync_v1_sync, 14);
 
 /**
+ * ListRequest asks for one page of a scope's records.
+ *
+ * @generated from message sluice.sync.v1.ListRequest
+ */
+export type ListRequest = Message<"sluice.sync.v1.ListRequest"> & {
+  /**
+   * scope names the scope, e.g. `channel/7`.
+   *
+   * @generated from field: string scope = 1;
+   */
+  scope: string;
+
+  /**
+   * before_seq returns records whose latest seq is below it; 0 means from
+   * the newest.
+   *
+   * @generated from field: int64 before_seq = 2;
+   */
+  beforeSeq: bigint;
+
+  /**
+   * limit is the page size: 1 to 500; 0 means 50.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message sluice.sync.v1.ListRequest.
+ * Use `create(ListRequestSchema)` to create a new message.
+ */
+export const ListRequestSchema: GenMessage<ListRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_sync_v1_sync, 15);
+
+/**
+ * ListResponse is one page, newest first.
+ *
+ * @generated from message sluice.sync.v1.ListResponse
+ */
+export type ListResponse = Message<"sluice.sync.v1.ListResponse"> & {
+  /**
+   * @generated from field: repeated sluice.sync.v1.Record records = 1;
+   */
+  records: Record[];
+
+  /**
+   * next_before_seq is the before_seq of the next (older) page; 0 when
+   * this page is the last.
+   *
+   * @generated from field: int64 next_before_seq = 2;
+   */
+  nextBeforeSeq: bigint;
+
+  /**
+   * scope_seq is the scope's seq when the page was read: a stream resumed
+   * with after_seq = scope_seq continues exactly after this read.
+   *
+   * @generated from field: int64 scope_seq = 3;
+   */
+  scopeSeq: bigint;
+};
+
+/**
+ * Describes the message sluice.sync.v1.ListResponse.
+ * Use `create(ListResponseSchema)` to create a new message.
+ */
+export const ListResponseSchema: GenMessage<ListResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_sync_v1_sync, 16);
+
+/**
  * SyncService is the read side of Sluice. Clients never write records through
  * it: every change is a typed RPC of another service, and its result reaches
  * every stream that may read it, the caller's own included.
@@ -581,6 +664,20 @@ export const SyncService: GenService<{
     methodKind: "unary";
     input: typeof GetRequestSchema;
     output: typeof GetResponseSchema;
+  },
+  /**
+   * List pages through the live records of a scope, newest first (by the
+   * seq of each record's latest change), under the scope's read rule: a
+   * scope the caller may not read is `not_found`. Start with before_seq 0;
+   * pass next_before_seq to get the page before; 0 in the answer means
+   * there is none.
+   *
+   * @generated from rpc sluice.sync.v1.SyncService.List
+   */
+  list: {
+    methodKind: "unary";
+    input: typeof ListRequestSchema;
+    output: typeof ListResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sluice_sync_v1_sync, 0);

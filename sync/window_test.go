@@ -1,0 +1,106 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+)
+
+// TestStreamWindow: a scope target with a window reads and sends only the
+// newest records of the scope, then the live changes; resumed, it reads
+// only the changes after its cursor.
+func TestStreamWindow(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const scope = "channel/w"
+	for i := 1; i <= 10; i++ {
+		put(t, r.store, fmt.Sprintf("msg/%02d", i), scope, "x")
+	}
+	streamer := NewStreamer(r.store, r.hub, StreamerConfig{})
+	before := streamer.Stats().RowsRead
+	sr := r.openWith(t, streamer, Targets{Scopes: []ScopeTarget{{Scope: scope, Limit: 3}}})
+	sr.expect("record msg/08 v1 s8 snapshot", "record msg/09 v1 s9 snapshot", "record msg/10 v1 s10 snapshot", "synced channel/w@10")
+	if read := streamer.Stats().RowsRead - before; read != 3 {
+		t.Fatalf("the windowed subscribe read %d rows, want 3", read)
+	}
+	put(t, r.store, "msg/11", scope, "x")
+	sr.expect("record msg/11 v1 s11")
+
+	put(t, r.store, "msg/12", scope, "x")
+	before = streamer.Stats().RowsRead
+	resumed := r.openWith(t, streamer, Targets{Scopes: []ScopeTarget{{Scope: scope, AfterSeq: 10, Limit: 3}}})
+	resumed.expect("record msg/11 v1 s11", "record msg/12 v1 s12", "synced channel/w@12")
+	if read := streamer.Stats().RowsRead - before; read != 2 {
+		t.Fatalf("the resumed subscribe read %d rows, want the 2 changes after its cursor", read)
+	}
+}
+
+// TestStreamSnapshotCap: a whole-scope snapshot above MaxSnapshot is
+// refused with SnapshotTooLargeError; with a window it is not; at the cap
+// it is sent, in batches.
+func TestStreamSnapshotCap(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const scope = "channel/cap"
+	for i := 1; i <= 6; i++ {
+		put(t, r.store, fmt.Sprintf("msg/%d", i), scope, "x")
+	}
+	streamer := NewStreamer(r.store, r.hub, StreamerConfig{MaxSnapshot: 5})
+	err := streamer.Stream(ctxT(t), scopeTargets(scope, 0), SinkFunc(func(*syncv1.SubscribeResponse) error { return nil }))
+	var tooLarge *SnapshotTooLargeError
+	if !errors.As(err, &tooLarge) || tooLarge.Scope != scope || tooLarge.Max != 5 {
+		t.Fatalf("Stream = %v, want SnapshotTooLargeError for %s", err, scope)
+	}
+	sr := r.openWith(t, streamer, Targets{Scopes: []ScopeTarget{{Scope: scope, Limit: 2}}})
+	sr.expect("record msg/5 v1 s5 snapshot", "record msg/6 v1 s6 snapshot", "synced channel/cap@6")
+
+	atCap := NewStreamer(r.store, r.hub, StreamerConfig{MaxSnapshot: 6})
+	all := r.openWith(t, atCap, scopeTargets(scope, 0))
+	for i := 1; i <= 6; i++ {
+		all.expect(fmt.Sprintf("record msg/%d v1 s%d snapshot", i, i))
+	}
+	all.expect("synced channel/cap@6")
+}
+
+// TestStoreList pages a scope newest first; deleted records are left out;
+// the last page says there is no more.
+func TestStoreList(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const scope = "channel/l"
+	for i := 1; i <= 5; i++ {
+		put(t, r.store, fmt.Sprintf("msg/%d", i), scope, "x")
+	}
+	del(t, r.store, "msg/4") // seq 6
+	page := func(before int64, limit int) ([]string, int64) {
+		recs, seq, err := r.store.List(context.Background(), scope, before, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq != 6 {
+			t.Fatalf("scope seq %d, want 6", seq)
+		}
+		var keys []string
+		for _, c := range recs {
+			keys = append(keys, fmt.Sprintf("%s@%d", c.Key, c.Seq))
+		}
+		if len(recs) == 0 {
+			return keys, 0
+		}
+		return keys, recs[len(recs)-1].Seq
+	}
+	got, next := page(0, 2)
+	if fmt.Sprint(got) != "[msg/5@5 msg/3@3]" {
+		t.Fatalf("first page %v", got)
+	}
+	got, next = page(next, 2)
+	if fmt.Sprint(got) != "[msg/2@2 msg/1@1]" {
+		t.Fatalf("second page %v", got)
+	}
+	if got, _ = page(next, 2); len(got) != 0 {
+		t.Fatalf("third page %v, want none", got)
+	}
+}
