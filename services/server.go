@@ -6,6 +6,7 @@
 package services
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -58,6 +61,9 @@ type Config struct {
 	SessionCheck time.Duration
 	// Metrics, when set, counts and times every call.
 	Metrics *ops.Metrics
+	// TracerProvider, when set, traces every call (a server span per RPC,
+	// W3C trace context from the caller's headers).
+	TracerProvider trace.TracerProvider
 	// Health says what the instance's health depends on; New fills in
 	// the services. Served as gRPC health and by the ops listener.
 	Health ops.HealthConfig
@@ -189,8 +195,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	sessions := auth.NewSessions(cfg.Store, cfg.Sessions)
 	var interceptors []connect.Interceptor
+	if cfg.TracerProvider != nil {
+		// Outermost: the span covers the whole call.
+		tracing, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(cfg.TracerProvider), otelconnect.WithoutMetrics())
+		if err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		interceptors = append(interceptors, tracing)
+	}
 	if cfg.Metrics != nil {
-		// Outermost: it sees the codes clients see.
+		// Outside the error interceptor: it sees the codes clients see.
 		interceptors = append(interceptors, cfg.Metrics.Interceptor())
 	}
 	opts := edge.HandlerOptions(append(interceptors,

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -38,6 +40,10 @@ type HubConfig struct {
 	MaxPending int
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// TracerProvider, when set, traces the fan-out of every change whose
+	// message carries a trace context: a span per change per instance, a
+	// child of (and linked to) the publication in the write's trace.
+	TracerProvider trace.TracerProvider
 }
 
 // Hub fans changes out from NATS to the streams of this instance. It holds
@@ -52,11 +58,12 @@ type HubConfig struct {
 //
 // It is safe for concurrent use; the caller must call Close.
 type Hub struct {
-	nc    *nats.Conn
-	store *Store
-	subj  subjects
-	cfg   HubConfig
-	log   *slog.Logger
+	nc     *nats.Conn
+	store  *Store
+	subj   subjects
+	cfg    HubConfig
+	log    *slog.Logger
+	tracer trace.Tracer
 
 	mu     gosync.RWMutex
 	scopes map[string]*hubScope
@@ -104,6 +111,7 @@ func NewHub(nc *nats.Conn, store *Store, cfg HubConfig) *Hub {
 		log:      cfg.Logger,
 		scopes:   make(map[string]*hubScope),
 		fillWake: make(chan struct{}, 1),
+		tracer:   tracerOf(cfg.TracerProvider),
 		stop:     make(chan struct{}),
 	}
 	h.status = nc.StatusChanged(nats.CONNECTED)
@@ -490,9 +498,24 @@ func (hs *hubScope) receive(m *nats.Msg) {
 		e = &hubEvent{info: info, ev: encodedEvent(ev, m.Data)}
 	}
 	hs.h.counters.received.Add(1)
+	var span trace.Span
+	if len(m.Header) > 0 {
+		if pub := trace.SpanContextFromContext(propagator.Extract(context.Background(), natsCarrier(m.Header))); pub.IsValid() {
+			_, span = hs.h.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), pub), "sluice.fanout",
+				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.Link{SpanContext: pub}),
+				trace.WithAttributes(attribute.String("sluice.scope", hs.scope), attribute.Int64("sluice.seq", e.info.seq)))
+		}
+	}
 	hs.mu.Lock()
-	defer hs.mu.Unlock()
+	next := hs.next
 	hs.offer(e)
+	streams := len(hs.feeds)
+	handed := hs.next > next // in order: handed out now, else held back or a duplicate
+	hs.mu.Unlock()
+	if span != nil {
+		span.SetAttributes(attribute.Int("sluice.streams", streams), attribute.Bool("sluice.handed_out", handed))
+		span.End()
+	}
 }
 
 // offer orders e into the feed. Caller holds mu.

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -32,6 +34,9 @@ type PublisherConfig struct {
 	AckQueue int
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// TracerProvider, when set, traces each publication and carries the
+	// write's trace context to every instance in the message headers.
+	TracerProvider trace.TracerProvider
 }
 
 type changeID struct {
@@ -44,11 +49,12 @@ type changeID struct {
 // leaves them alone. It is the Store's Notifier in production. It is safe
 // for concurrent use; the caller must call Close.
 type Publisher struct {
-	nc   *nats.Conn
-	pool *pgxpool.Pool
-	subj subjects
-	log  *slog.Logger
-	cfg  PublisherConfig
+	nc     *nats.Conn
+	pool   *pgxpool.Pool
+	subj   subjects
+	log    *slog.Logger
+	cfg    PublisherConfig
+	tracer trace.Tracer
 
 	acks chan changeID
 	stop chan struct{}
@@ -73,13 +79,14 @@ func NewPublisher(nc *nats.Conn, pool *pgxpool.Pool, cfg PublisherConfig) *Publi
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Publisher{
-		nc:   nc,
-		pool: pool,
-		subj: newSubjects(cfg.Prefix),
-		log:  cfg.Logger,
-		cfg:  cfg,
-		acks: make(chan changeID, cfg.AckQueue),
-		stop: make(chan struct{}),
+		nc:     nc,
+		pool:   pool,
+		subj:   newSubjects(cfg.Prefix),
+		log:    cfg.Logger,
+		cfg:    cfg,
+		acks:   make(chan changeID, cfg.AckQueue),
+		tracer: tracerOf(cfg.TracerProvider),
+		stop:   make(chan struct{}),
 	}
 	p.wg.Add(1)
 	go p.ackLoop()
@@ -88,8 +95,18 @@ func NewPublisher(nc *nats.Conn, pool *pgxpool.Pool, cfg PublisherConfig) *Publi
 
 // Notify publishes changes to NATS without blocking on the network: nats.go
 // buffers the messages, also while it reconnects. Changes that cannot be
-// encoded or published stay unpublished for the Relay.
-func (p *Publisher) Notify(changes []Change) {
+// encoded or published stay unpublished for the Relay. When ctx carries a
+// trace, the messages carry its context (W3C trace context headers).
+func (p *Publisher) Notify(ctx context.Context, changes []Change) {
+	var header nats.Header
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		var span trace.Span
+		ctx, span = p.tracer.Start(ctx, "sluice.publish", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.Int("sluice.changes", len(changes))))
+		defer span.End()
+		header = nats.Header{}
+		propagator.Inject(ctx, natsCarrier(header))
+	}
 	for i := range changes {
 		c := &changes[i]
 		data, err := encodeChange(c)
@@ -98,7 +115,7 @@ func (p *Publisher) Notify(changes []Change) {
 			p.counters.failed.Add(1)
 			continue
 		}
-		if err := p.nc.Publish(p.subj.change(c.Scope), data); err != nil {
+		if err := p.nc.PublishMsg(&nats.Msg{Subject: p.subj.change(c.Scope), Data: data, Header: header}); err != nil {
 			p.log.Warn("publish change; relay will retry", "scope", c.Scope, "seq", c.Seq, "err", err)
 			p.counters.failed.Add(1)
 			continue

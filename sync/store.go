@@ -14,14 +14,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// Notifier is told about every committed change, right after the commit.
-// Notify must not block; the Publisher is the production Notifier.
+// Notifier is told about every committed change, right after the commit,
+// with the context of the write (its trace). Notify must not block; the
+// Publisher is the production Notifier.
 type Notifier interface {
-	Notify(changes []Change)
+	Notify(ctx context.Context, changes []Change)
 }
 
 // StoreConfig configures a Store. The zero value is valid.
@@ -34,6 +37,9 @@ type StoreConfig struct {
 	Attempts int
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// TracerProvider, when set, traces every Update (a span around the
+	// transaction, with its commit).
+	TracerProvider trace.TracerProvider
 }
 
 // Store keeps records, scopes, changes and sessions in PostgreSQL. It is
@@ -43,6 +49,7 @@ type Store struct {
 	notifier Notifier
 	attempts int
 	log      *slog.Logger
+	tracer   trace.Tracer
 
 	// testHookCommit, when set, ends the transaction instead of COMMIT: a
 	// test stands in for a connection lost while COMMIT was in flight.
@@ -57,7 +64,7 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{pool: pool, notifier: cfg.Notifier, attempts: cfg.Attempts, log: cfg.Logger}
+	return &Store{pool: pool, notifier: cfg.Notifier, attempts: cfg.Attempts, log: cfg.Logger, tracer: tracerOf(cfg.TracerProvider)}
 }
 
 // Pool returns the pool the Store uses.
@@ -76,17 +83,20 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // original changes without running fn or writing anything (Message is nil
 // in replayed changes: decode Payload), and ErrIdempotencyMismatch if the
 // key was used for another request.
-func (s *Store) Update(ctx context.Context, actor string, fn func(ctx context.Context, tx *Tx) error) ([]Change, error) {
-	var err error
+func (s *Store) Update(ctx context.Context, actor string, fn func(ctx context.Context, tx *Tx) error) (changes []Change, err error) {
+	ctx, span := s.tracer.Start(ctx, "sluice.update")
+	defer func() {
+		span.SetAttributes(attribute.Int("sluice.changes", len(changes)))
+		endSpan(span, err)
+	}()
 	for attempt := 1; attempt <= s.attempts; attempt++ {
-		var changes []Change
 		changes, err = s.update(ctx, actor, fn)
 		if errors.Is(err, errReplay) {
 			return changes, nil
 		}
 		if err == nil {
 			if s.notifier != nil && len(changes) > 0 {
-				s.notifier.Notify(changes)
+				s.notifier.Notify(ctx, changes)
 			}
 			return changes, nil
 		}
@@ -129,11 +139,13 @@ func (s *Store) update(ctx context.Context, actor string, fn func(ctx context.Co
 			return nil, err
 		}
 	}
+	cctx, span := s.tracer.Start(ctx, "sluice.commit")
 	if s.testHookCommit != nil {
-		err = s.testHookCommit(ctx, ptx)
+		err = s.testHookCommit(cctx, ptx)
 	} else {
-		err = ptx.Commit(ctx)
+		err = ptx.Commit(cctx)
 	}
+	endSpan(span, err)
 	if err != nil {
 		return s.commitFailed(ctx, tx, err)
 	}

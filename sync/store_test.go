@@ -235,7 +235,7 @@ type recorder struct {
 	calls [][]Change
 }
 
-func (r *recorder) Notify(changes []Change) {
+func (r *recorder) Notify(_ context.Context, changes []Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, slices.Clone(changes))

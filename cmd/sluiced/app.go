@@ -22,6 +22,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/internal/devpg"
@@ -84,6 +85,10 @@ type Config struct {
 	KeepPerScope int64
 	// StreamBuffer bounds the live changes queued per stream. Default 1024.
 	StreamBuffer int
+	// TracerProvider, when set, traces every call from the RPC through
+	// its queries, commit and publication to the fan-out on every
+	// instance. sluiced serve sets it from the OTEL_* environment.
+	TracerProvider trace.TracerProvider
 	// MaxSnapshot bounds the records of a whole-scope snapshot; a stream
 	// asking for more must use a window (ScopeTarget.limit). Default 10000.
 	MaxSnapshot int
@@ -179,6 +184,9 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if pcfg.MaxConns < 16 {
 		pcfg.MaxConns = 16
 	}
+	if cfg.TracerProvider != nil {
+		pcfg.ConnConfig.Tracer = sync.QueryTracer(cfg.TracerProvider)
+	}
 	if a.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
@@ -186,13 +194,13 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 
-	a.pub = sync.NewPublisher(a.nc, a.pool, sync.PublisherConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
+	a.pub = sync.NewPublisher(a.nc, a.pool, sync.PublisherConfig{Prefix: cfg.NATSPrefix, Logger: a.log, TracerProvider: cfg.TracerProvider})
 	var notifier sync.Notifier = a.pub
 	if cfg.NoPublish {
 		notifier = nil
 	}
-	a.store = sync.NewStore(a.pool, sync.StoreConfig{Notifier: notifier, Logger: a.log})
-	a.hub = sync.NewHub(a.nc, a.store, sync.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log})
+	a.store = sync.NewStore(a.pool, sync.StoreConfig{Notifier: notifier, Logger: a.log, TracerProvider: cfg.TracerProvider})
+	a.hub = sync.NewHub(a.nc, a.store, sync.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log, TracerProvider: cfg.TracerProvider})
 	a.relay = sync.NewRelay(a.nc, a.pool, sync.RelayConfig{
 		Prefix:       cfg.NATSPrefix,
 		Interval:     cfg.RelayInterval,
@@ -208,7 +216,8 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
 	}))
 	a.services, err = services.New(services.Config{
-		Metrics: a.metrics,
+		Metrics:        a.metrics,
+		TracerProvider: cfg.TracerProvider,
 		Health: ops.HealthConfig{
 			Postgres:      a.pool.Ping,
 			NATSDownSince: a.hub.DegradedSince,

@@ -124,6 +124,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Logger = log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if tracingConfigured() {
+		tp, err := newTracerProvider(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx)
+		}()
+		cfg.TracerProvider = tp
+		log.Info("tracing to OTLP", "endpoint", envOr("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
+	}
 	app, err := Open(ctx, *cfg)
 	if err != nil {
 		return err
