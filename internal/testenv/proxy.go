@@ -60,6 +60,21 @@ func (p *Proxy) Resume() {
 	}
 }
 
+// Cut closes every connection open now, as an instance that dies or a
+// network that drops them would; new connections are forwarded as before.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		if tcp, ok := c.(*net.TCPConn); ok {
+			_ = tcp.SetLinger(0) // a reset, not a graceful close
+		}
+		c.Close()
+	}
+}
+
 func (p *Proxy) gate() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
