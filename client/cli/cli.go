@@ -31,7 +31,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/sluicehq/sluice/client"
-	_ "github.com/sluicehq/sluice/gen/sluice/access/v1"  // linked for call
+	_ "github.com/sluicehq/sluice/gen/sluice/access/v1" // linked for call
 	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
 	"github.com/sluicehq/sluice/gen/sluice/auth/v1/authv1connect"
 	_ "github.com/sluicehq/sluice/gen/sluice/channel/v1" // linked for call
