@@ -277,10 +277,17 @@ func (h *Hub) join(ctx context.Context, f *feed, scope string) error {
 
 // establish makes sure the NATS server has hs's subscription, then reads
 // the scope's seq: every change after it arrives through NATS (or is
-// filled), every change up to it is in any read that starts later.
+// filled), every change up to it is in any read that starts later. When
+// NATS does not confirm the subscription within HealthTimeout (down or
+// stalled), the stream is not kept waiting: the scope starts from
+// Postgres and is filled from there at once, and the Hub's health check
+// keeps following it from Postgres until NATS answers again.
 func (h *Hub) establish(ctx context.Context, hs *hubScope) error {
-	if err := flush(ctx, h.nc, 5*time.Second); err != nil {
-		h.log.Warn("flush subscription", "scope", hs.scope, "err", err)
+	fctx, cancel := context.WithTimeout(ctx, h.cfg.HealthTimeout)
+	flushErr := flush(fctx, h.nc, h.cfg.HealthTimeout)
+	cancel()
+	if flushErr != nil {
+		h.log.Warn("nats did not confirm a subscription; following the scope from Postgres meanwhile", "scope", hs.scope, "err", flushErr)
 	}
 	if h.testHookEstablish != nil {
 		h.testHookEstablish(hs.scope)
@@ -290,6 +297,9 @@ func (h *Hub) establish(ctx context.Context, hs *hubScope) error {
 		return err
 	}
 	hs.start(seq)
+	if flushErr != nil {
+		h.queueFill(hs, true)
+	}
 	return nil
 }
 

@@ -393,6 +393,16 @@ func TestNATSStallServedFromPostgres(t *testing.T) {
 		put(t, r.store, "doc/s", "docs", fmt.Sprintf("during %d", i))
 	}
 	sr.expect("record doc/s v2 s2", "record doc/s v3 s3", "record doc/s v4 s4")
+	// A stream opened during the stall, on a scope the Hub did not follow
+	// yet, is not held up by the unconfirmed subscription.
+	opened := time.Now()
+	late := r.open(t, StreamerConfig{}, scopeTargets("docs2", 0), nil)
+	late.expect("synced docs2@0")
+	if d := time.Since(opened); d > 3*time.Second {
+		t.Fatalf("a stream opened during the stall synced after %v: held up by the subscription", d)
+	}
+	put(t, r.store, "doc/t", "docs2", "during")
+	late.expect("record doc/t v1 s1")
 	proxy.Resume()
 	put(t, r.store, "doc/s", "docs", "after")
 	sr.expect("record doc/s v5 s5")
