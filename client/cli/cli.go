@@ -1,15 +1,18 @@
 // Package cli is the `sluice` command: a terminal client for a Sluice
 // server built on package client. cmd/sluice is its main.
 //
-//	sluice login USER            (password on stdin) prints the session token
+//	sluice login USER            (password on stdin) stores the session token
+//	sluice logout
 //	sluice whoami
 //	sluice get KEY...
 //	sluice list SCOPE [-before SEQ] [-limit N]
-//	sluice subscribe [-record KEY]... [-scope SCOPE]... [-limit N]
+//	sluice tail KEY|SCOPE...     (also -record KEY, -scope SCOPE, -limit N)
 //	sluice call PACKAGE.SERVICE/METHOD [JSON]   (any RPC, JSON in and out)
 //
-// The server is -url or SLUICE_URL (default http://localhost:8080), the
-// token -token or SLUICE_TOKEN. Output is protojson, one message per line.
+// The server is -url or SLUICE_URL (default http://localhost:8080). The
+// token is -token, else SLUICE_TOKEN, else the one `sluice login` stored
+// (mode 0600) under the user's config directory (-config-dir). Output is
+// protojson, one message per line.
 package cli
 
 import (
@@ -20,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -46,17 +50,21 @@ import (
 const usage = `usage: sluice [-url URL] [-token TOKEN] COMMAND ...
 
 commands:
-  login USER             read the password on stdin, print the session token
+  login USER             read the password on stdin; store the session token
+  logout                 end the session and forget the token
   whoami                 who the token is
   get KEY...             the current state of records
   list SCOPE             a page of a scope's records, newest first (-before SEQ, -limit N)
-  subscribe              stream records and scopes, resuming after any cut
-                         (-record KEY, -scope SCOPE, repeatable; -limit N: window of scopes)
+  tail KEY|SCOPE...      print every event of records and scopes as JSON lines,
+                         resuming after any cut (a name with one slash, user/42, is
+                         followed as a scope; -record KEY, -scope SCOPE to say which;
+                         -limit N: window of scopes); exits 1 when access is revoked
   call SERVICE/METHOD [JSON]
                          call any unary RPC, e.g. sluice.user.v1.UserService/SetDisplayName '{"displayName":"Ann"}'
 
-The server is -url or SLUICE_URL (default http://localhost:8080); the token
--token or SLUICE_TOKEN. Output is protojson, one message per line.
+The server is -url or SLUICE_URL (default http://localhost:8080). The token is
+-token, else SLUICE_TOKEN, else the one login stored under the config directory.
+Output is protojson, one message per line.
 `
 
 // Run runs the command in args (without the program name) and returns the
@@ -66,7 +74,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	url := fs.String("url", envOr("SLUICE_URL", "http://localhost:8080"), "server URL (SLUICE_URL)")
-	token := fs.String("token", os.Getenv("SLUICE_TOKEN"), "session token (SLUICE_TOKEN)")
+	token := fs.String("token", os.Getenv("SLUICE_TOKEN"), "session token (SLUICE_TOKEN; default: the stored one)")
+	dir := fs.String("config-dir", "", "where login stores the token (default: the user's config directory)/sluice")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -74,20 +83,29 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.Usage()
 		return 2
 	}
+	store, err := newTokenStore(*dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return 2
+	}
+	if *token == "" {
+		*token = store.load()
+	}
 	c := client.New(*url, client.Config{Token: *token})
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	var err error
 	switch cmd {
 	case "login":
-		err = login(ctx, c, rest, stdin, stdout)
+		err = login(ctx, c, store, rest, stdin, stdout)
+	case "logout":
+		err = logout(ctx, c, store)
 	case "whoami":
 		err = whoami(ctx, c, stdout)
 	case "get":
 		err = get(ctx, c, rest, stdout)
 	case "list":
 		err = list(ctx, c, rest, stdout, stderr)
-	case "subscribe":
-		err = subscribe(ctx, c, rest, stdout, stderr)
+	case "tail", "subscribe":
+		err = tail(ctx, c, rest, stdout, stderr)
 	case "call":
 		err = call(ctx, c, rest, stdout)
 	default:
@@ -128,7 +146,7 @@ func printMsg(w io.Writer, msg proto.Message) error {
 	return err
 }
 
-func login(ctx context.Context, c *client.Client, args []string, stdin io.Reader, stdout io.Writer) error {
+func login(ctx context.Context, c *client.Client, store tokenStore, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) != 1 {
 		return usageError{"want: login USER (password on stdin)"}
 	}
@@ -139,8 +157,67 @@ func login(ctx context.Context, c *client.Client, args []string, stdin io.Reader
 	if err := c.Login(ctx, args[0], strings.TrimRight(line, "\r\n")); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(stdout, c.Token())
+	if err := store.save(c.Token()); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "logged in as %s; token stored in %s\n", args[0], store.path)
 	return err
+}
+
+func logout(ctx context.Context, c *client.Client, store tokenStore) error {
+	if c.Token() == "" {
+		return usageError{"not logged in"}
+	}
+	_, err := authv1connect.NewAuthServiceClient(c.HTTPClient(), c.BaseURL(), c.Options()...).
+		Logout(ctx, connect.NewRequest(&authv1.LogoutRequest{}))
+	if rerr := store.remove(); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// tokenStore keeps the session token in a file only the user can read.
+type tokenStore struct{ path string }
+
+func newTokenStore(dir string) (tokenStore, error) {
+	if dir == "" {
+		base, err := os.UserConfigDir()
+		if err != nil {
+			return tokenStore{}, fmt.Errorf("config directory: %w", err)
+		}
+		dir = filepath.Join(base, "sluice")
+	}
+	return tokenStore{path: filepath.Join(dir, "token")}, nil
+}
+
+func (s tokenStore) load() string {
+	b, err := os.ReadFile(s.path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (s tokenStore) save(token string) error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	// Written under another name and renamed: never a half-written token.
+	tmp := s.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	return nil
+}
+
+func (s tokenStore) remove() error {
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("forget token: %w", err)
+	}
+	return nil
 }
 
 func whoami(ctx context.Context, c *client.Client, stdout io.Writer) error {
@@ -186,15 +263,30 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-func subscribe(ctx context.Context, c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("subscribe", flag.ContinueOnError)
+// errRevoked ends tail when access to a target was revoked.
+var errRevoked = errors.New("access revoked")
+
+func tail(ctx context.Context, c *client.Client, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var records, scopes stringList
 	fs.Var(&records, "record", "a record key (repeatable)")
 	fs.Var(&scopes, "scope", "a scope (repeatable)")
 	limit := fs.Int("limit", 0, "window of each scope: the newest N records (0: the whole scope)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || len(records)+len(scopes) == 0 {
-		return usageError{"want: subscribe [-record KEY]... [-scope SCOPE]... [-limit N]"}
+	if err := fs.Parse(args); err != nil {
+		return usageError{"want: tail KEY|SCOPE... [-record KEY]... [-scope SCOPE]... [-limit N]"}
+	}
+	for _, name := range fs.Args() {
+		// type/id is a scope (and, for self-scoped types, its record);
+		// longer keys (message/7/42) are records.
+		if strings.Count(name, "/") == 1 {
+			scopes = append(scopes, name)
+		} else {
+			records = append(records, name)
+		}
+	}
+	if len(records)+len(scopes) == 0 {
+		return usageError{"want: tail KEY|SCOPE... [-record KEY]... [-scope SCOPE]... [-limit N]"}
 	}
 	var t client.Targets
 	for _, k := range records {
@@ -205,7 +297,15 @@ func subscribe(ctx context.Context, c *client.Client, args []string, stdout, std
 	}
 	return c.Subscribe(ctx, t, client.SubscribeOptions{
 		OnResume: func(err error) { fmt.Fprintf(stderr, "sluice: stream ended (%v); resuming\n", err) },
-	}, func(ev *syncv1.SubscribeResponse) error { return printMsg(stdout, ev) })
+	}, func(ev *syncv1.SubscribeResponse) error {
+		if err := printMsg(stdout, ev); err != nil {
+			return err
+		}
+		if r := ev.GetRevoked(); r != nil {
+			return fmt.Errorf("%w: %s%s: %s", errRevoked, r.GetKey(), r.GetScope(), r.GetReason())
+		}
+		return nil
+	})
 }
 
 // call sends any unary RPC linked into the binary, JSON in and out.

@@ -60,6 +60,14 @@ func (p *Proxy) Resume() {
 	}
 }
 
+// SetTarget forwards new connections to addr (a server that replaced the
+// old one, as behind a load balancer); open connections are not moved.
+func (p *Proxy) SetTarget(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = addr
+}
+
 // Cut closes every connection open now, as an instance that dies or a
 // network that drops them would; new connections are forwarded as before.
 func (p *Proxy) Cut() {
@@ -88,7 +96,10 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		up, err := net.Dial("tcp", p.target)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		up, err := net.Dial("tcp", target)
 		if err != nil {
 			c.Close()
 			continue
