@@ -237,12 +237,11 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.SMTPAddr != "" && cfg.MailDomain == "" {
-		return nil, errors.New("mail: -mail-domain is required with -smtp-addr")
+	mail, err := mailConfig(cfg, a.file.Mail)
+	if err != nil {
+		return nil, err
 	}
-	a.worker = sync.NewWorker(a.pool, notify.Handlers(a.store, notify.MailConfig{
-		Addr: cfg.SMTPAddr, From: cfg.MailFrom, Domain: cfg.MailDomain,
-	}, a.log), sync.WorkerConfig{Logger: a.log})
+	a.worker = sync.NewWorker(a.pool, notify.Handlers(a.store, mail, a.log), sync.WorkerConfig{Logger: a.log})
 	a.worker.Start()
 	if !cfg.NoPublish {
 		a.relay.Start()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/auth"
+	"github.com/sluicehq/sluice/services/notify"
 )
 
 // FileConfig is the configuration file (`sluiced -config sluice.yml`):
@@ -34,6 +37,7 @@ type FileConfig struct {
 	Services []ServiceCredential `yaml:"services"`
 	TLS      TLSConfig           `yaml:"tls"`
 	CORS     CORSConfig          `yaml:"cors"`
+	Mail     MailFileConfig      `yaml:"mail"`
 	// ForceInsecure allows the `none` authenticator on an address other
 	// than loopback. Never set it in production.
 	ForceInsecure bool `yaml:"force_insecure"`
@@ -131,6 +135,25 @@ type TLSConfig struct {
 	ClientCA string `yaml:"client_ca"`
 }
 
+// MailFileConfig is the mail section: how notification e-mail reaches the
+// provider's SMTP server. Fields left empty fall back to the -smtp-addr,
+// -mail-from and -mail-domain flags.
+type MailFileConfig struct {
+	Addr   string `yaml:"addr"`
+	From   string `yaml:"from"`
+	Domain string `yaml:"domain"`
+	// Security is starttls (submission, port 587), tls (port 465) or none
+	// (a local relay); default starttls when a username is set.
+	Security string `yaml:"security"`
+	Username string `yaml:"username"`
+	// PasswordEnv names the environment variable holding the password:
+	// secrets stay out of the file.
+	PasswordEnv string `yaml:"password_env"`
+	// CAFile, if set, is the CA bundle the server's certificate must chain
+	// to instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+}
+
 // CORSConfig is the cors section: the browser origins allowed to call.
 type CORSConfig struct {
 	Origins []string `yaml:"origins"`
@@ -220,6 +243,7 @@ func (fc *FileConfig) resolve(dir string) {
 	abs(&fc.TLS.Cert)
 	abs(&fc.TLS.Key)
 	abs(&fc.TLS.ClientCA)
+	abs(&fc.Mail.CAFile)
 }
 
 // fieldsOf lists, per authenticator type, the fields an entry may set.
@@ -244,6 +268,19 @@ func (fc *FileConfig) validate() error {
 		if d < 0 {
 			bad(field, "must not be negative")
 		}
+	}
+
+	switch fc.Mail.Security {
+	case "", "starttls", "tls":
+	case "none":
+		if fc.Mail.Username != "" {
+			bad("mail.security", "none would send the password without TLS")
+		}
+	default:
+		bad("mail.security", "must be starttls, tls or none")
+	}
+	if (fc.Mail.Username == "") != (fc.Mail.PasswordEnv == "") {
+		bad("mail.username", "username and password_env go together")
 	}
 
 	jwts, noneAt, passwords := 0, -1, 0
@@ -633,4 +670,43 @@ func OpenAuth(fc *FileConfig, cfg Config, log *slog.Logger) (*AuthSetup, error) 
 	log.Warn("using the built-in DEVELOPMENT users file (userA, userB, userC, admin); set -users or auth.chain for anything else")
 	s.Login = users
 	return s, nil
+}
+
+// mailConfig merges the mail section of the file with the flags (the file
+// wins where it says something) and reads the password and CA bundle.
+func mailConfig(cfg Config, f MailFileConfig) (notify.MailConfig, error) {
+	pick := func(file, flag string) string {
+		if file != "" {
+			return file
+		}
+		return flag
+	}
+	m := notify.MailConfig{
+		Addr:     pick(f.Addr, cfg.SMTPAddr),
+		From:     pick(f.From, cfg.MailFrom),
+		Domain:   pick(f.Domain, cfg.MailDomain),
+		Security: f.Security,
+		Username: f.Username,
+	}
+	if m.Addr != "" && m.Domain == "" {
+		return m, errors.New("mail: a domain (-mail-domain or mail.domain) is required with an SMTP server")
+	}
+	if f.PasswordEnv != "" {
+		m.Password = os.Getenv(f.PasswordEnv)
+		if m.Password == "" {
+			return m, fmt.Errorf("mail: $%s (mail.password_env) is empty", f.PasswordEnv)
+		}
+	}
+	if f.CAFile != "" {
+		pem, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return m, fmt.Errorf("mail.ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return m, fmt.Errorf("mail.ca_file %s: no certificate", f.CAFile)
+		}
+		m.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return m, nil
 }

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"encoding/base64"
 	"net"
 	"net/textproto"
 	"strings"
@@ -10,13 +12,14 @@ import (
 )
 
 // SMTPSink is a minimal SMTP server for tests: HELO/EHLO, MAIL, RCPT, DATA,
-// RSET, NOOP, QUIT. It records the messages it accepts, can refuse DATA
-// with a transient error a number of times, and refuses every recipient
-// nobody@… for good.
+// RSET, NOOP, QUIT, and with SMTPSecure also STARTTLS and AUTH PLAIN. It
+// records the messages it accepts, can refuse DATA with a transient error a
+// number of times, and refuses every recipient nobody@… for good.
 type SMTPSink struct {
-	t  testing.TB
-	ln net.Listener
-	wg gosync.WaitGroup
+	t   testing.TB
+	ln  net.Listener
+	wg  gosync.WaitGroup
+	sec *SMTPSecure
 
 	mu       gosync.Mutex
 	conns    map[net.Conn]bool
@@ -32,14 +35,26 @@ type Mail struct {
 	Data []byte
 }
 
+// SMTPSecure makes a sink like a real provider's: it offers STARTTLS with
+// Cert and accepts mail only from a session that switched to TLS and
+// authenticated (AUTH PLAIN) as Username with Password.
+type SMTPSecure struct {
+	Cert               tls.Certificate
+	Username, Password string
+}
+
 // StartSMTP starts a sink on a loopback port; it stops with the test.
-func StartSMTP(t testing.TB) *SMTPSink {
+func StartSMTP(t testing.TB) *SMTPSink { return StartSecureSMTP(t, nil) }
+
+// StartSecureSMTP starts a sink that requires STARTTLS and AUTH when sec is
+// not nil.
+func StartSecureSMTP(t testing.TB, sec *SMTPSecure) *SMTPSink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("sink: %v", err)
 	}
-	s := &SMTPSink{t: t, ln: ln, conns: make(map[net.Conn]bool)}
+	s := &SMTPSink{t: t, ln: ln, sec: sec, conns: make(map[net.Conn]bool)}
 	s.wg.Add(1)
 	go s.accept()
 	t.Cleanup(func() {
@@ -104,6 +119,7 @@ func (s *SMTPSink) serve(c net.Conn) {
 		return
 	}
 	var cur *Mail
+	secure, authed := false, false
 	for {
 		line, err := tp.ReadLine()
 		if err != nil {
@@ -112,9 +128,51 @@ func (s *SMTPSink) serve(c net.Conn) {
 		verb, arg, _ := strings.Cut(line, " ")
 		var ok bool
 		switch strings.ToUpper(verb) {
-		case "HELO", "EHLO":
+		case "HELO":
 			ok = reply("250 sink.test")
+		case "EHLO":
+			switch {
+			case s.sec != nil && !secure:
+				ok = reply("250-sink.test") && reply("250 STARTTLS")
+			case s.sec != nil:
+				ok = reply("250-sink.test") && reply("250 AUTH PLAIN")
+			default:
+				ok = reply("250 sink.test")
+			}
+		case "STARTTLS":
+			if s.sec == nil || secure {
+				ok = reply("502 5.5.2 command not implemented")
+				break
+			}
+			if !reply("220 2.0.0 ready to start TLS") {
+				return
+			}
+			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{s.sec.Cert}, MinVersion: tls.VersionTLS12})
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c, tp, secure = tc, textproto.NewConn(tc), true
+			reply = func(format string, args ...any) bool { return tp.PrintfLine(format, args...) == nil }
+			ok = true
+		case "AUTH":
+			mech, resp, _ := strings.Cut(arg, " ")
+			if s.sec == nil || !secure || !strings.EqualFold(mech, "PLAIN") {
+				ok = reply("504 5.5.4 unrecognized authentication type")
+				break
+			}
+			dec, err := base64.StdEncoding.DecodeString(resp)
+			parts := strings.Split(string(dec), "\x00")
+			if err != nil || len(parts) != 3 || parts[1] != s.sec.Username || parts[2] != s.sec.Password {
+				ok = reply("535 5.7.8 authentication credentials invalid")
+				break
+			}
+			authed = true
+			ok = reply("235 2.7.0 authentication successful")
 		case "MAIL":
+			if s.sec != nil && (!secure || !authed) {
+				ok = reply("530 5.7.0 must issue STARTTLS and authenticate first")
+				break
+			}
 			cur = &Mail{From: addrArg(arg, "FROM:")}
 			ok = reply("250 2.1.0 ok")
 		case "RCPT":

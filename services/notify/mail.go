@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,10 +25,20 @@ import (
 // MailConfig configures the e-mail of notifications. The zero value
 // disables e-mail.
 type MailConfig struct {
-	// Addr is host:port of the SMTP server; empty disables e-mail. The
-	// server must accept mail without authentication or TLS: a local relay
-	// or a sink.
+	// Addr is host:port of the SMTP server; empty disables e-mail.
 	Addr string
+	// Security is how the session is protected: "starttls" (upgrade the
+	// connection and refuse a server that does not offer it; submission,
+	// port 587), "tls" (TLS from the first byte; port 465) or "none" (a
+	// local relay or a sink). Empty means "starttls" when Username is set,
+	// else "none".
+	Security string
+	// Username and Password authenticate the session (AUTH PLAIN), sent
+	// only over TLS. Empty Username: no authentication.
+	Username, Password string
+	// TLS configures the TLS of the session: nil verifies the server's
+	// certificate against the system roots for the host of Addr.
+	TLS *tls.Config
 	// From is the sender, "Name <address>" or a bare address. Empty means
 	// noreply@<Domain>.
 	From string
@@ -62,6 +73,23 @@ func newMailer(cfg MailConfig, log *slog.Logger) *mailer {
 	}
 	if m.cfg.Timeout <= 0 {
 		m.cfg.Timeout = 10 * time.Second
+	}
+	if m.cfg.Security == "" {
+		m.cfg.Security = "none"
+		if cfg.Username != "" {
+			m.cfg.Security = "starttls"
+		}
+	}
+	switch m.cfg.Security {
+	case "starttls", "tls":
+	case "none":
+		if cfg.Username != "" {
+			log.Error("notification e-mail disabled: a password would be sent without TLS (set security to starttls or tls)")
+			return m
+		}
+	default:
+		log.Error("notification e-mail disabled: security must be starttls, tls or none", "security", cfg.Security)
+		return m
 	}
 	if _, err := parseAddress("postmaster@" + cfg.Domain); cfg.Domain == "" || err != nil {
 		log.Error("notification e-mail disabled: invalid recipient domain", "domain", cfg.Domain)
@@ -197,7 +225,21 @@ func (m *mailer) compose(n Mention, to string) []byte {
 func (m *mailer) deliver(ctx context.Context, to string, msg []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", m.cfg.Addr)
+	host, _, _ := net.SplitHostPort(m.cfg.Addr)
+	tlsCfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if m.cfg.TLS != nil {
+		tlsCfg = m.cfg.TLS.Clone()
+		if tlsCfg.ServerName == "" {
+			tlsCfg.ServerName = host
+		}
+	}
+	var conn net.Conn
+	var err error
+	if m.cfg.Security == "tls" {
+		conn, err = (&tls.Dialer{Config: tlsCfg}).DialContext(ctx, "tcp", m.cfg.Addr)
+	} else {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", m.cfg.Addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -209,13 +251,28 @@ func (m *mailer) deliver(ctx context.Context, to string, msg []byte) error {
 	// Cancellation interrupts a session blocked on the server.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) }) //nolint:errcheck
 	defer stop()
-	host, _, _ := net.SplitHostPort(m.cfg.Addr)
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
 		return err
 	}
 	defer c.Close()
+	if m.cfg.Security == "starttls" {
+		// Never fall back to plain text: a server (or a man in the middle)
+		// that does not offer STARTTLS gets no mail and no password.
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return errors.New("smtp server does not offer STARTTLS")
+		}
+		if err := c.StartTLS(tlsCfg); err != nil {
+			return fmt.Errorf("starttls: %w", err)
+		}
+	}
+	if m.cfg.Username != "" {
+		// PlainAuth itself refuses to send the password without TLS.
+		if err := c.Auth(smtp.PlainAuth("", m.cfg.Username, m.cfg.Password, host)); err != nil {
+			return fmt.Errorf("smtp auth: %w", err)
+		}
+	}
 	if err := c.Mail(m.from); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
@@ -355,5 +356,76 @@ func TestOneLine(t *testing.T) {
 		if got := oneLine(in, 100); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// startWorkerWith is startWorker with a mail configuration of the test's.
+func startWorkerWith(t *testing.T, store *sync.Store, mail MailConfig) {
+	t.Helper()
+	mail.From, mail.Domain, mail.Timeout = "Sluice <sluice@"+domain+">", domain, 5*time.Second
+	w := sync.NewWorker(store.Pool(), Handlers(store, mail, testLogger(t)), sync.WorkerConfig{
+		Poll: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t),
+	})
+	w.Start()
+	t.Cleanup(w.Close)
+}
+
+// A provider-like server that requires STARTTLS and AUTH gets the mail,
+// over TLS, authenticated; with a wrong password or a server that does not
+// offer STARTTLS, no mail is sent (and no password travels in clear).
+func TestMentionMailSTARTTLSAndAuth(t *testing.T) {
+	t.Parallel()
+	cert, roots := testenv.SelfSignedCert(t)
+	secure := &testenv.SMTPSecure{Cert: cert, Username: "sluice", Password: "s3cret"}
+	tlsCfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+
+	t.Run("delivered", func(t *testing.T) {
+		t.Parallel()
+		store, pool := testStore(t)
+		sink := testenv.StartSecureSMTP(t, secure)
+		startWorkerWith(t, store, MailConfig{Addr: sink.Addr(), Username: "sluice", Password: "s3cret", TLS: tlsCfg})
+		post(t, store, mentionOf("bob"))
+		eventually(t, "the mention e-mail", func() bool { mails, _ := sink.Mails(); return len(mails) == 1 })
+		if dead := jobsDone(t, pool); len(dead) > 0 {
+			t.Fatalf("dead jobs: %v", dead)
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		sec  *testenv.SMTPSecure
+		cfg  MailConfig
+		want string
+	}{
+		{"wrong password", secure, MailConfig{Username: "sluice", Password: "nope", TLS: tlsCfg}, "smtp auth"},
+		{"no STARTTLS offered", nil, MailConfig{Username: "sluice", Password: "s3cret", TLS: tlsCfg}, "does not offer STARTTLS"},
+		{"untrusted certificate", secure, MailConfig{Username: "sluice", Password: "s3cret"}, "starttls"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store, pool := testStore(t)
+			sink := testenv.StartSecureSMTP(t, tt.sec)
+			tt.cfg.Addr = sink.Addr()
+			startWorkerWith(t, store, tt.cfg)
+			post(t, store, mentionOf("bob"))
+			eventually(t, "the mail job to fail", func() bool {
+				var errText *string
+				_ = pool.QueryRow(ctxT(t), `SELECT last_error FROM jobs WHERE kind = $1`, KindMention).Scan(&errText)
+				return errText != nil && strings.Contains(*errText, tt.want)
+			})
+			if mails, _ := sink.Mails(); len(mails) != 0 {
+				t.Fatalf("%d mails accepted, want none", len(mails))
+			}
+		})
+	}
+}
+
+func TestMailConfigRefusesPasswordInClear(t *testing.T) {
+	t.Parallel()
+	m := newMailer(MailConfig{Addr: "127.0.0.1:25", Domain: "example.test", Security: "none", Username: "u", Password: "p"}, slog.New(slog.DiscardHandler))
+	if m.enabled {
+		t.Fatal("a password over a session without TLS was accepted")
+	}
+	if m := newMailer(MailConfig{Addr: "127.0.0.1:25", Domain: "example.test", Security: "ssl"}, slog.New(slog.DiscardHandler)); m.enabled {
+		t.Fatal("an unknown security mode was accepted")
 	}
 }
