@@ -30,9 +30,9 @@ func main() {
 
 // Summary is the medians of one side-by-side run, by workload and peer.
 type Summary struct {
-	Run       string                       `json:"run"`
-	Commit    string                       `json:"commit,omitempty"`
-	Workloads map[string]map[string]Result `json:"workloads"` // workload -> "sluice"|"deepstream" -> medians
+	Run       string                        `json:"run"`
+	Commit    string                        `json:"commit,omitempty"`
+	Workloads map[string]map[string]Result  `json:"workloads"`          // workload -> "sluice"|"deepstream" -> medians
 	Idle      map[string]map[string]float64 `json:"idle_kb_per_stream"` // peer -> "1000"/"5000" -> KB
 	Pgbench   map[string]float64            `json:"pgbench"`            // "tps_c1", "p50_ms_c1", "tps_c32", …
 	Sluice    map[string]float64            `json:"sluice_writes"`      // "writes_per_s_w1", "cpu_ms_per_write_w1", "rpc_p50_ms_w1", "writes_per_s_w32"

@@ -26,7 +26,7 @@ const (
 // printModel prints the capacity tables of docs/SCALING.md from s.
 func printModel(w io.Writer, s *Summary) {
 	cpuDel := math.Max(s.Workloads["1000x4"]["sluice"].CPUMsPer1000Del, s.Workloads["1000r20"]["sluice"].CPUMsPer1000Del) // s per 1000 = ms per delivery
-	cpuWrite := s.Sluice["cpu_ms_per_write_w1"] / 1000                                                                   // s per write
+	cpuWrite := s.Sluice["cpu_ms_per_write_w1"] / 1000                                                                    // s per write
 	kb := s.Idle["sluice"]["5000"]
 	pgPerWrite := s.Pgbench["tps_c32"] / s.Sluice["writes_per_s_w32"]
 	fmt.Fprintf(w, "Inputs (run %s, commit %s):\n\n", s.Run, s.Commit)
