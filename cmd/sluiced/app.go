@@ -41,6 +41,9 @@ type Config struct {
 	// DebugAddr, if set, is where `sluiced serve` serves the Go profiler
 	// (net/http/pprof). It has no authentication: keep it on loopback.
 	DebugAddr string
+	// LogFormat is text (the default) or json; it applies to the logger
+	// sluiced builds (Logger, when set, is used as it is).
+	LogFormat string
 	// OpsAddr, if set, is where `sluiced serve` serves /metrics
 	// (Prometheus), /healthz and /readyz. No authentication: keep it on
 	// loopback or a private network.

@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
@@ -101,15 +103,48 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", os.Getenv("SLUICE_OPS_ADDR"), "listen address of /metrics (Prometheus), /healthz and /readyz; keep it on loopback or a private network; empty: off (SLUICE_OPS_ADDR)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", os.Getenv("SLUICE_DEBUG_ADDR"), "listen address of the Go profiler (/debug/pprof/); keep it on loopback; empty: off (SLUICE_DEBUG_ADDR)")
 	level := fs.String("log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SLUICE_LOG_LEVEL)")
+	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "text"), "log format: text or json (SLUICE_LOG_FORMAT)")
 	return fs, cfg, level
 }
 
-func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+// newLogger returns the logger of the process: text or JSON (format) at
+// level, each line carrying the trace and span ids of the call it was
+// logged for, when the call is traced.
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler
+	switch format {
+	case "text", "":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+	return slog.New(traceHandler{h}), nil
+}
+
+// traceHandler adds traceId and spanId to records logged with the context
+// of a traced call.
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("traceId", sc.TraceID().String()), slog.String("spanId", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -117,7 +152,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, stderr)
+	log, err := newLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -191,7 +226,7 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, stderr)
+	log, err := newLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -217,7 +252,7 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, stderr)
+	log, err := newLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
