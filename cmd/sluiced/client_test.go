@@ -15,6 +15,7 @@ import (
 
 	sluice "github.com/sluicehq/sluice/client"
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
 	userv1 "github.com/sluicehq/sluice/gen/sluice/user/v1"
 	"github.com/sluicehq/sluice/gen/sluice/user/v1/userv1connect"
 	"github.com/sluicehq/sluice/internal/testenv"
@@ -76,6 +77,20 @@ func TestGoClientRetriesWithTheSameKey(t *testing.T) {
 	}
 	if v := res.Msg.GetWritten().GetVersion(); v != versions || versions != 1 {
 		t.Fatalf("answered version %d, stored %d: want one write", v, versions)
+	}
+	// The visibility token: the write is visible to a stream once
+	// WaitForVersion returns, and its payload decodes to its type.
+	if err := c.WaitForVersion(ctx, res.Msg.GetWritten().GetKey(), res.Msg.GetWritten().GetVersion()); err != nil {
+		t.Fatalf("WaitForVersion: %v", err)
+	}
+	sc := syncv1connect.NewSyncServiceClient(c.HTTPClient(), c.BaseURL(), c.Options()...)
+	got, err := sc.Get(ctx, connect.NewRequest(&syncv1.GetRequest{Keys: []string{"user/alice"}}))
+	if err != nil || len(got.Msg.GetRecords()) != 1 {
+		t.Fatalf("Get: %v %v", got, err)
+	}
+	payload, err := sluice.Payload(got.Msg.GetRecords()[0])
+	if u, ok := payload.(*userv1.User); err != nil || !ok || u.GetAvatarUrl() != "https://example.com/once.png" {
+		t.Fatalf("payload %v (%T), %v", payload, payload, err)
 	}
 	// A second call is a new call: a new key.
 	if _, err := users.SetAvatarUrl(ctx, connect.NewRequest(&userv1.SetAvatarUrlRequest{AvatarUrl: "https://example.com/twice.png"})); err != nil {

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"time"
 
 	"connectrpc.com/connect"
 
-	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
-	"github.com/sluicehq/sluice/gen/sluice/auth/v1/authv1connect"
+	sluice "github.com/sluicehq/sluice/client"
 	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
 	"github.com/sluicehq/sluice/gen/sluice/channel/v1/channelv1connect"
 	colorv1 "github.com/sluicehq/sluice/gen/sluice/color/v1"
@@ -24,27 +21,10 @@ import (
 
 // seedUser is one development user's view of the in-process server.
 type seedUser struct {
-	id    string
-	token string
 	org   orgv1connect.OrgServiceClient
 	ch    channelv1connect.ChannelServiceClient
 	msg   messagev1connect.MessageServiceClient
 	color colorv1connect.ColorServiceClient
-}
-
-type seedBearer struct{ token *string }
-
-func (b seedBearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+*b.token)
-		return next(ctx, req)
-	}
-}
-func (b seedBearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-func (b seedBearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 // seed creates demo data through the public RPCs, as the development users
@@ -59,20 +39,19 @@ func seed(ctx context.Context, app *App, out io.Writer) error {
 	}
 	go app.Serve(ln) //nolint:errcheck // ended by the caller's Shutdown
 	base := "http://" + ln.Addr().String()
-	hc := &http.Client{Timeout: 30 * time.Second}
 	users := map[string]*seedUser{}
 	for name, pw := range map[string]string{"admin": "admin-pass", "userA": "usera-pass", "userB": "userb-pass", "userC": "userc-pass"} {
-		res, err := authv1connect.NewAuthServiceClient(hc, base).Login(ctx, connect.NewRequest(&authv1.LoginRequest{Username: name, Password: pw}))
-		if err != nil {
+		c := sluice.New(base, sluice.Config{})
+		if err := c.Login(ctx, name, pw); err != nil {
 			return fmt.Errorf("seed needs the development users: login %s: %w", name, err)
 		}
-		u := &seedUser{id: name, token: res.Msg.GetToken()}
-		opt := connect.WithInterceptors(seedBearer{token: &u.token})
-		u.org = orgv1connect.NewOrgServiceClient(hc, base, opt)
-		u.ch = channelv1connect.NewChannelServiceClient(hc, base, opt)
-		u.msg = messagev1connect.NewMessageServiceClient(hc, base, opt)
-		u.color = colorv1connect.NewColorServiceClient(hc, base, opt)
-		users[name] = u
+		hc, opts := c.HTTPClient(), c.Options()
+		users[name] = &seedUser{
+			org:   orgv1connect.NewOrgServiceClient(hc, base, opts...),
+			ch:    channelv1connect.NewChannelServiceClient(hc, base, opts...),
+			msg:   messagev1connect.NewMessageServiceClient(hc, base, opts...),
+			color: colorv1connect.NewColorServiceClient(hc, base, opts...),
+		}
 	}
 	admin := users["admin"]
 	o, err := admin.org.CreateOrg(ctx, connect.NewRequest(&orgv1.CreateOrgRequest{Name: "Acme"}))
