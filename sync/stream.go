@@ -84,8 +84,8 @@ type Streamer struct {
 
 	// testHook, when set, runs at the points of a new stream where a
 	// concurrent commit is hardest to get right: "joined" (after the Hub
-	// joins) and "read" (after the catch-up read, before anything is sent
-	// or the first live change is taken).
+	// joins), "page" (after a page of a scope snapshot is sent) and "read"
+	// (after the catch-up, before the first live change is taken).
 	testHook func(point string)
 }
 
@@ -387,13 +387,12 @@ func (st *stream) scopeCatchUp(ctx context.Context, scope string, afterSeq int64
 	return st.snapshot(ctx, scope, seq)
 }
 
-// snapshot sends the live records of scope as of seq, then moves the
-// scope's cursor to seq. It reads and sends them in batches, each in a
-// short query of its own, so no transaction or connection is held while
-// the client reads: a record that changed after seq is not in the
-// snapshot, and its change, being after seq, reaches the stream live. With
-// a window only the newest records are read; without one a scope larger
-// than MaxSnapshot is refused.
+// snapshot sends the live records of scope as of seq, then what changed
+// since, and moves the scope's cursor to the seq of that last read. It
+// reads and sends the records in batches, each in a short query of its
+// own, so no transaction or connection is held while the client reads.
+// With a window only the newest records are read; without one a scope
+// larger than MaxSnapshot is refused.
 func (st *stream) snapshot(ctx context.Context, scope string, seq int64) error {
 	store := st.s.store
 	if limit := st.limits[scope]; limit > 0 {
@@ -420,15 +419,47 @@ func (st *stream) snapshot(ctx context.Context, scope string, seq int64) error {
 			if err := st.sendSnapshot(ctx, recs); err != nil {
 				return err
 			}
+			if st.s.testHook != nil {
+				st.s.testHook("page")
+			}
 			if len(recs) < snapshotBatch {
 				break
 			}
 			after = recs[len(recs)-1].Seq
 		}
 	}
-	// The snapshot is the scope's state at seq: the cursor moves there even
-	// if the newest changes were tombstones not sent in a fresh snapshot.
-	return st.deliverAll(ctx, []*syncv1.SubscribeResponse{cursorMark(scope, seq)})
+	// The pages were read after seq, each in a query of its own: a record
+	// that changed meanwhile has a seq above seq and was left out (or sent
+	// in an older version; a deleted one may have been sent alive). One
+	// last read from one snapshot sends every record changed after seq, as
+	// it is now (tombstones included), so that at the SyncedEvent the
+	// client holds the scope's complete state as of the cursor it gets.
+	var until int64
+	var last []Change
+	err := store.view(ctx, func(r *reader) error {
+		var err error
+		if until, _, err = r.scopeState(ctx, scope); err != nil {
+			return err
+		}
+		last, err = r.scopeRecords(ctx, scope, seq, true)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	st.s.counters.rowsRead.Add(uint64(len(last)))
+	out := make([]*syncv1.SubscribeResponse, 0, len(last)+1)
+	for i := range last {
+		ev, err := last[i].Event(!last[i].Deleted, false)
+		if err != nil {
+			return err
+		}
+		out = append(out, ev)
+	}
+	// The snapshot is the scope's state at until: the cursor moves there
+	// even if the newest changes were tombstones not sent in a fresh
+	// snapshot.
+	return st.deliverAll(ctx, append(out, cursorMark(scope, max(seq, until))))
 }
 
 // sendSnapshot sends records as snapshot events.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	gosync "sync"
 	"testing"
+	"time"
 
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
 )
@@ -103,4 +105,39 @@ func TestStoreList(t *testing.T) {
 	if got, _ = page(next, 2); len(got) != 0 {
 		t.Fatalf("third page %v, want none", got)
 	}
+}
+
+// TestSnapshotCompleteAtSynced: records changed or deleted while a
+// snapshot is being read in pages are sent, as they are now, before the
+// SyncedEvent, whose cursor covers them: at synced the client holds the
+// scope's whole state as of that cursor.
+func TestSnapshotCompleteAtSynced(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const scope = "channel/p"
+	put(t, r.store, "msg/1", scope, "a") // s1
+	put(t, r.store, "msg/2", scope, "b") // s2
+	streamer := NewStreamer(r.store, r.hub, StreamerConfig{})
+	var once gosync.Once
+	streamer.testHook = func(p string) {
+		if p == "page" {
+			once.Do(func() {
+				put(t, r.store, "msg/1", scope, "a2") // s3
+				del(t, r.store, "msg/2")              // s4
+				put(t, r.store, "msg/3", scope, "c")  // s5
+			})
+		}
+	}
+	sr := r.openWith(t, streamer, scopeTargets(scope, 0))
+	sr.expect(
+		"record msg/1 v1 s1 snapshot",
+		"record msg/2 v1 s2 snapshot",
+		"record msg/1 v2 s3 snapshot",
+		"removed msg/2 v2 s4",
+		"record msg/3 v1 s5 snapshot",
+		"synced channel/p@5",
+	)
+	put(t, r.store, "msg/3", scope, "c2")
+	sr.expect("record msg/3 v2 s6")
+	sr.quiet(100 * time.Millisecond)
 }
