@@ -160,3 +160,30 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// runner is a background component: Hub, Publisher, Relay, Worker,
+// Presence.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// runT runs r until the test ends, then stops it and waits for it.
+func runT(t testing.TB, r runner) {
+	t.Helper()
+	stop := startRun(r)
+	t.Cleanup(stop)
+}
+
+// startRun runs r in the background; the returned func stops it and waits.
+func startRun(r runner) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}

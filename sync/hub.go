@@ -56,7 +56,7 @@ type HubConfig struct {
 // and in commit order. Each change is decoded and encoded once and handed
 // to every stream's bounded feed without blocking.
 //
-// It is safe for concurrent use; the caller must call Close.
+// It is safe for concurrent use; the caller must call Run.
 type Hub struct {
 	nc     *nats.Conn
 	store  *Store
@@ -84,9 +84,9 @@ type Hub struct {
 	testHookEstablish func(scope string)
 }
 
-// NewHub starts a Hub on nc, which stays owned by the caller; store is
+// NewHub returns a Hub on nc, which stays owned by the caller; store is
 // where it reads changes that did not arrive. The Hub installs nc's
-// asynchronous error handler to detect slow consumers.
+// asynchronous error handler to detect slow consumers. Run runs it.
 func NewHub(nc *nats.Conn, store *Store, cfg HubConfig) *Hub {
 	if cfg.ReorderWait <= 0 {
 		cfg.ReorderWait = 10 * time.Millisecond
@@ -116,15 +116,18 @@ func NewHub(nc *nats.Conn, store *Store, cfg HubConfig) *Hub {
 	}
 	h.status = nc.StatusChanged(nats.CONNECTED)
 	nc.SetErrorHandler(h.asyncError)
-	h.wg.Add(2)
-	go h.watch()
-	go h.fillLoop()
 	return h
 }
 
-// Close stops the Hub and drops its NATS subscriptions. Streams still open
-// receive nothing more.
-func (h *Hub) Close() {
+// Run checks NATS, reads what it missed and fills gaps until ctx ends,
+// then drops the Hub's NATS subscriptions: streams still open receive
+// nothing more. Streams may join before Run starts; gaps are filled once
+// it runs. Run returns nil; call it once.
+func (h *Hub) Run(ctx context.Context) error {
+	h.wg.Add(2)
+	go h.watch()
+	go h.fillLoop()
+	<-ctx.Done()
 	close(h.stop)
 	h.wg.Wait()
 	h.mu.Lock()
@@ -133,6 +136,7 @@ func (h *Hub) Close() {
 		hs.close()
 		delete(h.scopes, scope)
 	}
+	return nil
 }
 
 // watch reads what this instance missed after NATS reconnects (messages

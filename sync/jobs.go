@@ -101,25 +101,20 @@ const (
 // A failed job runs again after an exponential backoff, up to the job's
 // max_attempts (10 by default); then, or at once for ErrJobPermanent or a
 // kind without a handler, it is marked done with its last error (dead) and
-// logged. A job interrupted by Close is released without counting the
+// logged. A job interrupted by the end of Run is released without counting the
 // attempt. Finished jobs are deleted after 7 days.
 //
-// The caller must call Close after Start. RunOnce is safe for concurrent
+// Run runs it; RunOnce drives it directly and is safe for concurrent
 // use.
 type Worker struct {
 	pool     *pgxpool.Pool
 	handlers map[string]JobHandler
 	cfg      WorkerConfig
 	log      *slog.Logger
-
-	mu     gosync.Mutex
-	cancel context.CancelFunc // of the loop's context; nil before Start
-	closed bool
-	wg     gosync.WaitGroup
 }
 
-// NewWorker returns a Worker running handlers by job kind; call Start to
-// run it in the background, and Close to stop it and wait. The caller keeps
+// NewWorker returns a Worker running handlers by job kind; Run runs it
+// until its context ends. The caller keeps
 // ownership of pool; handlers must not be changed afterwards.
 func NewWorker(pool *pgxpool.Pool, handlers map[string]JobHandler, cfg WorkerConfig) *Worker {
 	if cfg.Poll <= 0 {
@@ -146,35 +141,15 @@ func NewWorker(pool *pgxpool.Pool, handlers map[string]JobHandler, cfg WorkerCon
 	return &Worker{pool: pool, handlers: handlers, cfg: cfg, log: cfg.Logger}
 }
 
-// Start runs jobs and prunes finished ones in the background until Close.
-// It does nothing when called again or after Close.
-func (w *Worker) Start() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cancel != nil || w.closed {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	w.wg.Add(1)
-	go w.loop(ctx)
-}
-
-// Close stops the background loop, cancels the handlers it runs (their
-// jobs are released for another run) and waits for them. It is safe to
-// call more than once.
-func (w *Worker) Close() {
-	w.mu.Lock()
-	w.closed = true
-	if w.cancel != nil {
-		w.cancel()
-	}
-	w.mu.Unlock()
-	w.wg.Wait()
+// Run runs jobs and prunes finished ones until ctx ends, then cancels the
+// handlers it runs (their jobs are released for another run) and waits for
+// them. It returns nil; call it once.
+func (w *Worker) Run(ctx context.Context) error {
+	w.loop(ctx)
+	return nil
 }
 
 func (w *Worker) loop(ctx context.Context) {
-	defer w.wg.Done()
 	var running gosync.WaitGroup
 	defer running.Wait()
 	// free holds one token per idle handler slot.

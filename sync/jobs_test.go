@@ -89,8 +89,7 @@ func TestJobCommittedWithRecordsRunsOnce(t *testing.T) {
 			return nil
 		},
 	}, WorkerConfig{Poll: 10 * time.Millisecond})
-	w.Start()
-	defer w.Close()
+	defer startRun(w)()
 
 	if _, err := s.Update(ctxT(t), "tester", func(ctx context.Context, tx *Tx) error {
 		if _, err := tx.Put(ctx, "msg/1", "channel/1", user("msg/1", "hello")); err != nil {
@@ -291,10 +290,7 @@ func TestJobWorkersShareQueue(t *testing.T) {
 	cfg := WorkerConfig{Poll: 5 * time.Millisecond, Concurrency: 3}
 	w1 := NewWorker(pool, map[string]JobHandler{"test.count": handler}, cfg)
 	w2 := NewWorker(pool, map[string]JobHandler{"test.count": handler}, cfg)
-	w1.Start()
-	w2.Start()
-	defer w2.Close()
-	defer w1.Close()
+	stop1, stop2 := startRun(w1), startRun(w2)
 
 	eventually(t, "every job to finish", func() bool {
 		var left int
@@ -304,8 +300,8 @@ func TestJobWorkersShareQueue(t *testing.T) {
 		return left == 0
 	})
 	time.Sleep(50 * time.Millisecond) // ten polls each: nothing may run again
-	w1.Close()
-	w2.Close()
+	stop1()
+	stop2()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(overlaps) > 0 {
@@ -391,14 +387,14 @@ func TestJobCloseReleasesRunningJobs(t *testing.T) {
 		return ctx.Err()
 	}}, WorkerConfig{Poll: 10 * time.Millisecond})
 	id := enqueue(t, s, "test.hang", echo{})
-	w.Start()
+	stop := startRun(w)
 	select {
 	case <-started:
 	case <-time.After(wait):
 		t.Fatal("the job never started")
 	}
 	closed := make(chan struct{})
-	go func() { w.Close(); close(closed) }()
+	go func() { stop(); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(wait):

@@ -170,10 +170,10 @@ func (r *rig) instance(t *testing.T) *instance {
 	}
 	t.Cleanup(nc.Close)
 	pub := NewPublisher(nc, r.pool, PublisherConfig{Prefix: r.prefix})
-	t.Cleanup(pub.Close)
+	runT(t, pub)
 	store := NewStore(r.pool, StoreConfig{Notifier: pub})
 	hub := NewHub(nc, store, HubConfig{Prefix: r.prefix})
-	t.Cleanup(hub.Close)
+	runT(t, hub)
 	return &instance{store: store, hub: hub, streamer: NewStreamer(store, hub, StreamerConfig{Buffer: 4096})}
 }
 
@@ -342,7 +342,7 @@ func TestHubReplayTooLongIsCoalesced(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	hub := NewHub(r.nc, r.store, HubConfig{Prefix: r.prefix, MaxPending: 2})
-	t.Cleanup(hub.Close)
+	runT(t, hub)
 	sr := r.openWith(t, NewStreamer(r.store, hub, StreamerConfig{}), Targets{
 		Records: []RecordTarget{{Key: "doc/m", Scope: "docs"}},
 		Scopes:  []ScopeTarget{{Scope: "other"}},
@@ -378,10 +378,10 @@ func TestNATSStallServedFromPostgres(t *testing.T) {
 	t.Cleanup(nc.Close)
 	r := &rig{pool: pool, nats: srv, nc: nc, prefix: testenv.Prefix()}
 	pub := NewPublisher(nc, pool, PublisherConfig{Prefix: r.prefix})
-	t.Cleanup(pub.Close)
+	runT(t, pub)
 	r.store = NewStore(pool, StoreConfig{Notifier: pub})
 	r.hub = NewHub(nc, r.store, HubConfig{Prefix: r.prefix, HealthEvery: 200 * time.Millisecond, HealthTimeout: 200 * time.Millisecond})
-	t.Cleanup(r.hub.Close)
+	runT(t, r.hub)
 
 	sr := r.open(t, StreamerConfig{}, Targets{Records: []RecordTarget{{Key: "doc/s", Scope: "docs"}}}, nil)
 	sr.expect("synced")

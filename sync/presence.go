@@ -33,7 +33,7 @@ type PresenceConfig struct {
 // each instance keeps rows for its own streams in Postgres, refreshes them
 // with a heartbeat, and signals join and leave on the scope's subject when
 // a user's first stream opens or last one closes anywhere. Safe for
-// concurrent use; the caller must call Close.
+// concurrent use; Run keeps its rows alive.
 type Presence struct {
 	pool     *pgxpool.Pool
 	hub      *Hub
@@ -43,12 +43,10 @@ type Presence struct {
 
 	mu    gosync.Mutex
 	local map[[2]string]int // (scope, user) -> open streams here
-
-	stop chan struct{}
-	wg   gosync.WaitGroup
 }
 
-// NewPresence starts Presence for this instance.
+// NewPresence returns Presence for this instance; Run keeps its rows
+// alive.
 func NewPresence(pool *pgxpool.Pool, hub *Hub, cfg PresenceConfig) *Presence {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 30 * time.Second
@@ -59,18 +57,33 @@ func NewPresence(pool *pgxpool.Pool, hub *Hub, cfg PresenceConfig) *Presence {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Presence{pool: pool, hub: hub, instance: NewID(), cfg: cfg, log: cfg.Logger,
-		local: make(map[[2]string]int), stop: make(chan struct{})}
-	p.wg.Add(1)
-	go p.loop()
-	return p
+	return &Presence{pool: pool, hub: hub, instance: NewID(), cfg: cfg, log: cfg.Logger,
+		local: make(map[[2]string]int)}
 }
 
-// Close stops the heartbeat and removes this instance's rows, signalling
-// leave for users who are then offline everywhere.
-func (p *Presence) Close() {
-	close(p.stop)
-	p.wg.Wait()
+// Run refreshes this instance's rows until ctx ends, then removes them,
+// signalling leave for users who are then offline everywhere. It returns
+// nil.
+func (p *Presence) Run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.Beat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.leaveAll()
+			return nil
+		case <-t.C:
+			bctx, cancel := context.WithTimeout(ctx, p.cfg.Beat)
+			if err := p.beat(bctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("presence heartbeat", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// leaveAll removes this instance's rows and signals the leaves.
+func (p *Presence) leaveAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rows, err := p.pool.Query(ctx, `DELETE FROM presence WHERE instance = $1 RETURNING scope, user_id`, p.instance)
@@ -181,24 +194,6 @@ func (p *Presence) Online(ctx context.Context, scope string) ([]string, error) {
 
 // loop refreshes this instance's rows and sweeps rows other instances left
 // to expire (a crash), signalling leave for them.
-func (p *Presence) loop() {
-	defer p.wg.Done()
-	t := time.NewTicker(p.cfg.Beat)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Beat)
-			if err := p.beat(ctx); err != nil {
-				p.log.Warn("presence heartbeat", "err", err)
-			}
-			cancel()
-		}
-	}
-}
-
 func (p *Presence) beat(ctx context.Context) error {
 	p.mu.Lock()
 	scopes := make([]string, 0, len(p.local))

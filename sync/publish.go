@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	gosync "sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,7 +46,7 @@ type changeID struct {
 // Publisher sends committed changes to NATS and, once the server has
 // acknowledged them (a flush round trip), marks them published so the Relay
 // leaves them alone. It is the Store's Notifier in production. It is safe
-// for concurrent use; the caller must call Close.
+// for concurrent use; Run marks what it published.
 type Publisher struct {
 	nc     *nats.Conn
 	pool   *pgxpool.Pool
@@ -57,14 +56,12 @@ type Publisher struct {
 	tracer trace.Tracer
 
 	acks chan changeID
-	stop chan struct{}
-	wg   gosync.WaitGroup
 
 	counters publisherCounters
 }
 
-// NewPublisher starts a Publisher. nc and pool stay owned by the caller and
-// must outlive the Publisher.
+// NewPublisher returns a Publisher; Run runs its marking of published
+// changes. nc and pool stay owned by the caller and must outlive it.
 func NewPublisher(nc *nats.Conn, pool *pgxpool.Pool, cfg PublisherConfig) *Publisher {
 	if cfg.AckBatch <= 0 {
 		cfg.AckBatch = 256
@@ -86,10 +83,7 @@ func NewPublisher(nc *nats.Conn, pool *pgxpool.Pool, cfg PublisherConfig) *Publi
 		cfg:    cfg,
 		acks:   make(chan changeID, cfg.AckQueue),
 		tracer: tracerOf(cfg.TracerProvider),
-		stop:   make(chan struct{}),
 	}
-	p.wg.Add(1)
-	go p.ackLoop()
 	return p
 }
 
@@ -128,23 +122,18 @@ func (p *Publisher) Notify(ctx context.Context, changes []Change) {
 	}
 }
 
-// Close stops marking changes published and waits for the ack loop; changes
-// still queued stay unpublished and are sent again by a Relay.
-func (p *Publisher) Close() {
-	close(p.stop)
-	p.wg.Wait()
-}
-
-func (p *Publisher) ackLoop() {
-	defer p.wg.Done()
+// Run marks published changes until ctx ends; changes still queued then
+// stay unpublished and are sent again by a Relay. Notify may be called
+// before and after Run. It returns nil.
+func (p *Publisher) Run(ctx context.Context) error {
 	batch := make([]changeID, 0, p.cfg.AckBatch)
 	gather := time.NewTimer(p.cfg.AckDelay)
 	gather.Stop()
 	for {
 		batch = batch[:0]
 		select {
-		case <-p.stop:
-			return
+		case <-ctx.Done():
+			return nil
 		case id := <-p.acks:
 			batch = append(batch, id)
 		}
@@ -156,8 +145,8 @@ func (p *Publisher) ackLoop() {
 				batch = append(batch, id)
 			case <-gather.C:
 				break fill
-			case <-p.stop:
-				return
+			case <-ctx.Done():
+				return nil
 			}
 		}
 		gather.Stop()

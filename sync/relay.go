@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	gosync "sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,7 +37,7 @@ type RelayConfig struct {
 // (a crash or a NATS outage between commit and publish), and prunes history
 // beyond the retention bounds. Several instances may run relays at once:
 // rows are claimed with SKIP LOCKED and duplicates are dropped by version
-// downstream. The caller must call Close.
+// downstream. Run runs it.
 type Relay struct {
 	nc   *nats.Conn
 	pool *pgxpool.Pool
@@ -46,14 +45,11 @@ type Relay struct {
 	cfg  RelayConfig
 	log  *slog.Logger
 
-	stop chan struct{}
-	wg   gosync.WaitGroup
-
 	counters relayCounters
 }
 
-// NewRelay returns a Relay; call Start to run it in the background or
-// RunOnce and Prune to drive it directly.
+// NewRelay returns a Relay; Run runs its passes, or RunOnce and Prune
+// drive it directly.
 func NewRelay(nc *nats.Conn, pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
@@ -76,38 +72,20 @@ func NewRelay(nc *nats.Conn, pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Relay{nc: nc, pool: pool, subj: newSubjects(cfg.Prefix), cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	return &Relay{nc: nc, pool: pool, subj: newSubjects(cfg.Prefix), cfg: cfg, log: cfg.Logger}
 }
 
-// Start runs relay and pruning passes in the background until Close.
-func (r *Relay) Start() {
-	r.wg.Add(1)
-	go r.loop()
-}
-
-// Close stops the background passes and waits for them.
-func (r *Relay) Close() {
-	close(r.stop)
-	r.wg.Wait()
-}
-
-func (r *Relay) loop() {
-	defer r.wg.Done()
+// Run runs relay and pruning passes until ctx ends (a pass in flight is
+// canceled with it). It returns nil.
+func (r *Relay) Run(ctx context.Context) error {
 	relay := time.NewTicker(r.cfg.Interval)
 	defer relay.Stop()
 	prune := time.NewTicker(r.cfg.PruneEvery)
 	defer prune.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		// Closing stop cancels a pass in flight; loop waits for it below.
-		<-r.stop
-		cancel()
-	}()
 	for {
 		select {
-		case <-r.stop:
-			return
+		case <-ctx.Done():
+			return nil
 		case <-relay.C:
 			for {
 				n, err := r.RunOnce(ctx, r.cfg.Grace)

@@ -158,8 +158,7 @@ func TestRelayBackgroundLoop(t *testing.T) {
 	sub := subscribeChanges(t, nc, prefix)
 	s := NewStore(pool, StoreConfig{})
 	relay := NewRelay(nc, pool, RelayConfig{Prefix: prefix, Interval: 20 * time.Millisecond, Grace: time.Millisecond})
-	relay.Start()
-	t.Cleanup(relay.Close)
+	runT(t, relay)
 
 	put(t, s, "msg/1", "channel/1", "one")
 	if p := nextChange(t, sub); p.info.key != "msg/1" || p.info.seq != 1 {
@@ -267,7 +266,7 @@ func TestPublisherNotify(t *testing.T) {
 	prefix := testenv.Prefix()
 	sub := subscribeChanges(t, nc, prefix)
 	pub := NewPublisher(nc, pool, PublisherConfig{Prefix: prefix})
-	t.Cleanup(pub.Close)
+	runT(t, pub)
 	s := NewStore(pool, StoreConfig{Notifier: pub})
 
 	put(t, s, "user/1", "user/1", "Ada")

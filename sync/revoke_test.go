@@ -23,10 +23,10 @@ func newEngine(t *testing.T) *engine {
 	_, nc := testNATS(t)
 	prefix := fmt.Sprintf("rv%d", time.Now().UnixNano())
 	pub := NewPublisher(nc, pool, PublisherConfig{Prefix: prefix})
-	t.Cleanup(pub.Close)
+	runT(t, pub)
 	store := NewStore(pool, StoreConfig{Notifier: pub})
 	hub := NewHub(nc, store, HubConfig{Prefix: prefix})
-	t.Cleanup(hub.Close)
+	runT(t, hub)
 	return &engine{store: store, streamer: NewStreamer(store, hub, StreamerConfig{Heartbeat: time.Hour})}
 }
 

@@ -31,10 +31,10 @@ func newRig(t *testing.T) *rig {
 	r := &rig{pool: testPool(t), prefix: testenv.Prefix()}
 	r.nats, r.nc = testNATS(t)
 	pub := NewPublisher(r.nc, r.pool, PublisherConfig{Prefix: r.prefix})
-	t.Cleanup(pub.Close)
+	runT(t, pub)
 	r.store = NewStore(r.pool, StoreConfig{Notifier: pub})
 	r.hub = NewHub(r.nc, r.store, HubConfig{Prefix: r.prefix})
-	t.Cleanup(r.hub.Close)
+	runT(t, r.hub)
 	r.quiet = NewStore(r.pool, StoreConfig{})
 	return r
 }

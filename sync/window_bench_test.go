@@ -37,7 +37,7 @@ func BenchmarkSubscribeLargeScope(b *testing.B) {
 	benchScope(b, pool, scope, n)
 	store := NewStore(pool, StoreConfig{})
 	hub := NewHub(nc, store, HubConfig{Prefix: testenv.Prefix()})
-	b.Cleanup(hub.Close)
+	runT(b, hub)
 	for _, bc := range []struct {
 		name  string
 		limit int

@@ -129,6 +129,7 @@ type App struct {
 	streamer   *sync.Streamer
 	services   *services.Server
 	metrics    *ops.Metrics
+	bg         *background // the engine's running components
 	http       *http.Server
 	auth       *AuthSetup
 	file       *FileConfig
@@ -146,7 +147,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, natsClosed: make(chan struct{})}
+	a := &App{cfg: cfg, log: cfg.Logger, natsClosed: make(chan struct{}), bg: &background{log: cfg.Logger}}
 	defer func() {
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -245,10 +246,14 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	a.worker = sync.NewWorker(a.pool, notify.Handlers(a.store, mail, a.log), sync.WorkerConfig{Logger: a.log})
-	a.worker.Start()
+	// Stopped in the reverse order (see background).
+	a.bg.start("publisher", a.pub.Run)
+	a.bg.start("hub", a.hub.Run)
+	a.bg.start("presence", a.presence.Run)
 	if !cfg.NoPublish {
-		a.relay.Start()
+		a.bg.start("relay", a.relay.Run)
 	}
+	a.bg.start("worker", a.worker.Run)
 	return a, nil
 }
 
@@ -518,21 +523,9 @@ func (a *App) shutdown(ctx context.Context) error {
 }
 
 func (a *App) close(ctx context.Context) {
-	if a.relay != nil {
-		a.relay.Close()
-	}
-	if a.worker != nil {
-		a.worker.Close()
-	}
-	if a.pub != nil {
-		a.pub.Close()
-	}
-	if a.presence != nil {
-		a.presence.Close() // signals leave while NATS is still up
-	}
-	if a.hub != nil {
-		a.hub.Close()
-	}
+	// The worker, relay, presence (its leaves need NATS), hub and
+	// publisher, in that order; then NATS, the pool and the servers.
+	a.bg.stop()
 	if a.nc != nil {
 		// Drain delivers what is in flight, then closes the connection.
 		if err := a.nc.Drain(); err == nil {

@@ -46,10 +46,10 @@ func newRevokeEnv(b testing.TB) *revokeEnv {
 	b.Cleanup(nc.Close)
 	prefix := testenv.Prefix()
 	pub := sync.NewPublisher(nc, pool, sync.PublisherConfig{Prefix: prefix})
-	b.Cleanup(pub.Close)
+	runB(b, pub)
 	store := sync.NewStore(pool, sync.StoreConfig{Notifier: pub})
 	hub := sync.NewHub(nc, store, sync.HubConfig{Prefix: prefix})
-	b.Cleanup(hub.Close)
+	runB(b, hub)
 	reads, err := authz.NewReadRules(authz.ReadRule{Type: "room", Description: "holders of a grant",
 		Check: func(ctx context.Context, p *authz.Principal, id string, f authz.Facts) error {
 			found, err := f.Get(ctx, "grant/"+id+"."+p.ID, &colorv1.Permissions{})
@@ -227,4 +227,18 @@ func BenchmarkRevokeAll(b *testing.B) {
 			report(b, lat)
 		})
 	}
+}
+
+// runB runs r until the benchmark ends.
+func runB(b testing.TB, r interface{ Run(context.Context) error }) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx)
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }

@@ -52,8 +52,10 @@ func startWorker(t *testing.T, store *sync.Store, smtpAddr string) *sync.Worker 
 	w := sync.NewWorker(store.Pool(), h, sync.WorkerConfig{
 		Poll: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t),
 	})
-	w.Start()
-	t.Cleanup(w.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	return w
 }
 
@@ -366,8 +368,10 @@ func startWorkerWith(t *testing.T, store *sync.Store, mail MailConfig) {
 	w := sync.NewWorker(store.Pool(), Handlers(store, mail, testLogger(t)), sync.WorkerConfig{
 		Poll: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t),
 	})
-	w.Start()
-	t.Cleanup(w.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // A provider-like server that requires STARTTLS and AUTH gets the mail,
