@@ -213,6 +213,39 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Restart restarts the server with "pg_ctl restart -m mode" on the same port
+// and options, and returns once it accepts connections again. mode is
+// "smart", "fast" (sessions are terminated, a shutdown checkpoint is
+// written) or "immediate" (the server is killed without a checkpoint: the
+// start runs crash recovery). Fault tests use it; clients see their
+// connections drop and connection refused until the server is back.
+func (c *Cluster) Restart(ctx context.Context, mode string) error {
+	switch mode {
+	case "smart", "fast", "immediate":
+	default:
+		return fmt.Errorf("pg_ctl restart: unknown mode %q (want smart, fast or immediate)", mode)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return errors.New("pg_ctl restart: the cluster was stopped")
+	}
+	c.log.Info("devpg: restarting postgres", "port", c.port, "mode", mode)
+	logPath := filepath.Join(c.dir, logName)
+	// Without -o, pg_ctl restarts with the options of the last start
+	// (postmaster.opts): the same port and socket directory. -l keeps the
+	// server's output out of our pipe.
+	out, err := c.run(ctx, "pg_ctl", "restart", "-D", c.dir, "-m", mode, "-w", "-l", logPath)
+	if err != nil {
+		return fmt.Errorf("pg_ctl restart -m %s: %w%s\n%s tail:\n%s", mode, err, formatOutput(out), logName, logTail(logPath))
+	}
+	conn, err := c.connect(ctx, database)
+	if err != nil {
+		return fmt.Errorf("after restart: %w", err)
+	}
+	return conn.Close(context.WithoutCancel(ctx))
+}
+
 // FindBinDir returns the directory holding the PostgreSQL server programs
 // initdb, pg_ctl and postgres: the first directory in $PATH containing all
 // three, else the newest /usr/lib/postgresql/<version>/bin containing all
