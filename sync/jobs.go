@@ -111,6 +111,7 @@ type Worker struct {
 	handlers map[string]JobHandler
 	cfg      WorkerConfig
 	log      *slog.Logger
+	outage   Outage
 }
 
 // NewWorker returns a Worker running handlers by job kind; Run runs it
@@ -172,8 +173,11 @@ func (w *Worker) loop(ctx context.Context) {
 				backlog = true // every slot is busy: jobs may be waiting
 			} else {
 				jobs, err := w.claim(ctx, n)
-				if err != nil && ctx.Err() == nil {
-					w.log.Warn("claim jobs", "err", err)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					w.outage.Fail(w.log, "claim jobs", err)
+				case err == nil:
+					w.outage.OK(w.log, "claim jobs")
 				}
 				for _, j := range jobs {
 					<-free
@@ -207,7 +211,7 @@ func (w *Worker) loop(ctx context.Context) {
 			claim = backlog
 		case <-prune.C:
 			if _, err := w.prune(ctx); err != nil && ctx.Err() == nil {
-				w.log.Warn("prune jobs", "err", err)
+				w.outage.Fail(w.log, "prune jobs", err)
 			}
 		}
 	}

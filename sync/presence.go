@@ -43,6 +43,8 @@ type Presence struct {
 
 	mu    gosync.Mutex
 	local map[[2]string]int // (scope, user) -> open streams here
+
+	outage Outage
 }
 
 // NewPresence returns Presence for this instance; Run keeps its rows
@@ -74,8 +76,11 @@ func (p *Presence) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			bctx, cancel := context.WithTimeout(ctx, p.cfg.Beat)
-			if err := p.beat(bctx); err != nil && ctx.Err() == nil {
-				p.log.Warn("presence heartbeat", "err", err)
+			switch err := p.beat(bctx); {
+			case err != nil && ctx.Err() == nil:
+				p.outage.Fail(p.log, "presence heartbeat", err)
+			case err == nil:
+				p.outage.OK(p.log, "presence heartbeat")
 			}
 			cancel()
 		}

@@ -46,6 +46,7 @@ type Relay struct {
 	log  *slog.Logger
 
 	counters relayCounters
+	outage   Outage
 }
 
 // NewRelay returns a Relay; Run runs its passes, or RunOnce and Prune
@@ -92,10 +93,11 @@ func (r *Relay) Run(ctx context.Context) error {
 				if err != nil {
 					if ctx.Err() == nil {
 						r.counters.failures.Add(1)
-						r.log.Warn("relay pass", "err", err)
+						r.outage.Fail(r.log, "relay pass", err)
 					}
 					break
 				}
+				r.outage.OK(r.log, "relay pass")
 				if n < r.cfg.Batch {
 					break
 				}
@@ -104,7 +106,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			n, err := r.Prune(ctx)
 			if err != nil && ctx.Err() == nil {
 				r.counters.failures.Add(1)
-				r.log.Warn("prune history", "err", err)
+				r.outage.Fail(r.log, "prune history", err)
 			}
 			r.counters.pruned.Add(uint64(max(n, 0)))
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/sync"
 )
 
 // Streams bounds the life of server streams: each one ends when the server
@@ -30,8 +31,9 @@ type Streams struct {
 	base     context.Context
 	shutdown context.CancelFunc
 
-	mu   gosync.Mutex
-	held map[int64]*heldSession
+	mu     gosync.Mutex
+	held   map[int64]*heldSession
+	outage sync.Outage // session checks failing while Postgres is down
 }
 
 // heldSession is the streams of one session on this instance.
@@ -150,11 +152,13 @@ func (s *Streams) recheck(hs *heldSession) {
 	switch {
 	case err != nil:
 		if s.base.Err() == nil {
-			s.log.Warn("session check", "err", err)
+			s.outage.Fail(s.log, "session check", err)
 		}
 	case !live:
 		s.end(hs)
 		return
+	default:
+		s.outage.OK(s.log, "session check")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
