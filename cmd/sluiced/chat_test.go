@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	accessv1 "github.com/sluicehq/sluice/gen/sluice/access/v1"
 	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
 	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
 	"github.com/sluicehq/sluice/gen/sluice/channel/v1/channelv1connect"
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
+	notifyv1 "github.com/sluicehq/sluice/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
@@ -438,11 +438,13 @@ func TestMentionNotifies(t *testing.T) {
 		if r == nil || r.GetScope() != "notifications/bob" {
 			t.Fatalf("notification = %v", ev)
 		}
-		st := &structpb.Struct{}
-		if err := r.GetPayload().UnmarshalTo(st); err != nil {
+		n := &notifyv1.Notification{}
+		if err := r.GetPayload().UnmarshalTo(n); err != nil {
 			t.Fatal(err)
 		}
-		kinds[st.GetFields()["kind"].GetStringValue()]++
+		kinds[map[notifyv1.Notification_Kind]string{
+			notifyv1.Notification_KIND_MENTION: "mention", notifyv1.Notification_KIND_CHANNEL_CREATED: "channel_created",
+		}[n.GetKind()]]++
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -461,7 +463,7 @@ func TestMentionNotifies(t *testing.T) {
 		t.Fatalf("mails = %+v, want exactly one to bob", mails)
 	}
 	var notifications, jobs int
-	if err := app.pool.QueryRow(ctx, `SELECT count(*) FROM records WHERE key LIKE 'notification/%' AND payload->>'kind' = 'mention'`).Scan(&notifications); err != nil {
+	if err := app.pool.QueryRow(ctx, `SELECT count(*) FROM records WHERE key LIKE 'notification/%' AND payload->>'kind' = 'KIND_MENTION'`).Scan(&notifications); err != nil {
 		t.Fatal(err)
 	}
 	if err := app.pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE kind = 'notify.mention'`).Scan(&jobs); err != nil {

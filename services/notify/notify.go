@@ -28,8 +28,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"google.golang.org/protobuf/types/known/structpb"
 
+	notifyv1 "github.com/sluicehq/sluice/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/sync"
 )
 
@@ -89,8 +89,8 @@ func (h *mentions) channelCreated(ctx context.Context, job sync.Job) error {
 	if c.UserID == "" || c.ChannelID == "" || !utf8.ValidString(c.UserID) || !utf8.ValidString(c.ChannelID) {
 		return fmt.Errorf("channel notification without a user or channel: %w", sync.ErrJobPermanent)
 	}
-	return h.write(ctx, c.UserID, c.ChannelID, map[string]any{
-		"kind": "channel_created", "channel_id": c.ChannelID, "channel_name": c.ChannelName, "author": c.Author,
+	return h.write(ctx, c.UserID, c.ChannelID, &notifyv1.Notification{
+		Kind: notifyv1.Notification_KIND_CHANNEL_CREATED, ChannelId: c.ChannelID, ChannelName: c.ChannelName, Author: c.Author,
 	})
 }
 
@@ -117,18 +117,18 @@ func (h *mentions) handle(ctx context.Context, job sync.Job) error {
 
 // record writes the notification of m unless it exists, live or deleted.
 func (h *mentions) record(ctx context.Context, m Mention, msgID string) error {
-	return h.write(ctx, m.UserID, msgID, map[string]any{
-		"kind":        "mention",
-		"channel_id":  m.ChannelID,
-		"message_key": m.MessageKey,
-		"author":      m.Author,
-		"text":        m.Text,
+	return h.write(ctx, m.UserID, msgID, &notifyv1.Notification{
+		Kind:       notifyv1.Notification_KIND_MENTION,
+		ChannelId:  m.ChannelID,
+		MessageKey: m.MessageKey,
+		Author:     m.Author,
+		Text:       m.Text,
 	})
 }
 
-// write writes `notification/<user>/<id>` with fields unless it exists,
+// write writes `notification/<user>/<id>` with payload unless it exists,
 // live or deleted, so reruns of a job write it once.
-func (h *mentions) write(ctx context.Context, user, id string, fields map[string]any) error {
+func (h *mentions) write(ctx context.Context, user, id string, payload *notifyv1.Notification) error {
 	key := "notification/" + user + "/" + id
 	scope := "notifications/" + user
 	// A rerun finds the record here; a deleted notification stays deleted
@@ -139,10 +139,6 @@ func (h *mentions) write(ctx context.Context, user, id string, fields map[string
 	}
 	if len(prior) > 0 {
 		return nil
-	}
-	payload, err := structpb.NewStruct(fields)
-	if err != nil {
-		return fmt.Errorf("notification payload: %w: %w", err, sync.ErrJobPermanent)
 	}
 	_, err = h.store.Update(ctx, actor, func(ctx context.Context, tx *sync.Tx) error {
 		// Runs of the same job racing each other: the record is locked and

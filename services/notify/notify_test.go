@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
+	notifyv1 "github.com/sluicehq/sluice/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/sync"
 )
@@ -153,15 +153,14 @@ func TestMentionWritesNotificationAndMailsOnce(t *testing.T) {
 	if !ok {
 		t.Fatal("no notification record")
 	}
-	var got structpb.Struct
+	var got notifyv1.Notification
 	if err := c.DecodeInto(&got); err != nil {
 		t.Fatalf("decode notification: %v", err)
 	}
-	f := got.GetFields()
-	if c.Scope != "notifications/bob" || c.Version != 1 || c.Actor != "system" ||
-		f["channel_id"].GetStringValue() != "acme.general" || f["message_key"].GetStringValue() != "message/acme.general/m1" ||
-		f["author"].GetStringValue() != "alice" || f["text"].GetStringValue() != "hi @bob" {
-		t.Fatalf("notification %s in %s v%d by %s = %v", c.Key, c.Scope, c.Version, c.Actor, f)
+	if c.Scope != "notifications/bob" || c.Version != 1 || c.Actor != "system" || got.GetKind() != notifyv1.Notification_KIND_MENTION ||
+		got.GetChannelId() != "acme.general" || got.GetMessageKey() != "message/acme.general/m1" ||
+		got.GetAuthor() != "alice" || got.GetText() != "hi @bob" {
+		t.Fatalf("notification %s in %s v%d by %s = %v", c.Key, c.Scope, c.Version, c.Actor, &got)
 	}
 
 	time.Sleep(50 * time.Millisecond) // five polls: nothing more may be sent

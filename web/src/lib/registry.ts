@@ -3,13 +3,15 @@ import { anyIs, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { file_sluice_channel_v1_channel } from "../gen/sluice/channel/v1/channel_pb";
 import { file_sluice_color_v1_color } from "../gen/sluice/color/v1/color_pb";
 import { file_sluice_message_v1_message } from "../gen/sluice/message/v1/message_pb";
+import { file_sluice_notify_v1_notify } from "../gen/sluice/notify/v1/notify_pb";
 import { file_sluice_org_v1_org } from "../gen/sluice/org/v1/org_pb";
 import { file_sluice_user_v1_user } from "../gen/sluice/user/v1/user_pb";
 import type { Entry } from "./cursors";
 
 /**
  * payloadRegistry knows every record payload type Sluice stores (User,
- * GlobalColor, Permissions, Org, Member, Channel, ChannelMember, Message),
+ * GlobalColor, Permissions, Org, Member, Channel, ChannelMember, Message,
+ * Notification),
  * so a record's google.protobuf.Any can be decoded without knowing its type
  * in advance. Add your own files with createRegistry(payloadRegistry, …).
  */
@@ -19,6 +21,7 @@ export const payloadRegistry: Registry = createRegistry(
   file_sluice_org_v1_org,
   file_sluice_channel_v1_channel,
   file_sluice_message_v1_message,
+  file_sluice_notify_v1_notify,
 );
 
 /**
