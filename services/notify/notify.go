@@ -28,7 +28,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-
 	notifyv1 "github.com/sluicehq/sluice/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/sync"
 )
