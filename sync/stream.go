@@ -395,12 +395,13 @@ func (st *stream) scopeCatchUp(ctx context.Context, scope string, afterSeq int64
 // larger than MaxSnapshot is refused.
 func (st *stream) snapshot(ctx context.Context, scope string, seq int64) error {
 	store := st.s.store
+	sent := make(map[string]bool) // keys sent by this snapshot
 	if limit := st.limits[scope]; limit > 0 {
 		recs, err := store.window(ctx, scope, seq, limit)
 		if err != nil {
 			return err
 		}
-		if err := st.sendSnapshot(ctx, recs); err != nil {
+		if err := st.sendSnapshot(ctx, recs, sent); err != nil {
 			return err
 		}
 	} else {
@@ -416,7 +417,7 @@ func (st *stream) snapshot(ctx context.Context, scope string, seq int64) error {
 			if err != nil {
 				return err
 			}
-			if err := st.sendSnapshot(ctx, recs); err != nil {
+			if err := st.sendSnapshot(ctx, recs, sent); err != nil {
 				return err
 			}
 			if st.s.testHook != nil {
@@ -428,42 +429,57 @@ func (st *stream) snapshot(ctx context.Context, scope string, seq int64) error {
 			after = recs[len(recs)-1].Seq
 		}
 	}
-	// The pages were read after seq, each in a query of its own: a record
-	// that changed meanwhile has a seq above seq and was left out (or sent
-	// in an older version; a deleted one may have been sent alive). One
-	// last read from one snapshot sends every record changed after seq, as
-	// it is now (tombstones included), so that at the SyncedEvent the
-	// client holds the scope's complete state as of the cursor it gets.
-	var until int64
-	var last []Change
+	// The pages hold the records unchanged since seq, as they were at seq.
+	// A record that changed meanwhile left the pages (its seq is past
+	// seq). The changes after seq, read from one snapshot, bring every such
+	// record up to date, so that at the SyncedEvent the client holds the
+	// scope's complete state as of the cursor it gets: a record already
+	// sent gets its next versions as changes (none skipped), one not sent
+	// yet arrives as a snapshot, and a deletion is sent only for a record
+	// the client got.
+	var until, horizon int64
+	var changes []Change
 	err := store.view(ctx, func(r *reader) error {
 		var err error
-		if until, _, err = r.scopeState(ctx, scope); err != nil {
+		if until, horizon, err = r.scopeState(ctx, scope); err != nil || until <= seq {
 			return err
 		}
-		last, err = r.scopeRecords(ctx, scope, seq, true)
+		if seq < horizon {
+			// Pruned already (a tiny history): the records as they are now.
+			changes, err = r.scopeRecords(ctx, scope, seq, true)
+			return err
+		}
+		changes, err = r.changes(ctx, scope, seq, 0)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	st.s.counters.rowsRead.Add(uint64(len(last)))
-	out := make([]*syncv1.SubscribeResponse, 0, len(last)+1)
-	for i := range last {
-		ev, err := last[i].Event(!last[i].Deleted, false)
+	st.s.counters.rowsRead.Add(uint64(len(changes)))
+	pruned := seq < horizon
+	out := make([]*syncv1.SubscribeResponse, 0, len(changes)+1)
+	for i := range changes {
+		c := &changes[i]
+		if c.Deleted && !sent[c.Key] {
+			continue // never sent: nothing to take back
+		}
+		// A record already sent, read from current state after pruning,
+		// may skip versions: say so.
+		ev, err := c.Event(!sent[c.Key] && !c.Deleted, pruned && sent[c.Key] && !c.Deleted)
 		if err != nil {
 			return err
 		}
+		sent[c.Key] = true
 		out = append(out, ev)
 	}
 	// The snapshot is the scope's state at until: the cursor moves there
-	// even if the newest changes were tombstones not sent in a fresh
-	// snapshot.
+	// even if the newest changes were tombstones not sent.
 	return st.deliverAll(ctx, append(out, cursorMark(scope, max(seq, until))))
 }
 
-// sendSnapshot sends records as snapshot events.
-func (st *stream) sendSnapshot(ctx context.Context, recs []Change) error {
+// sendSnapshot sends records as snapshot events and notes their keys in
+// sent.
+func (st *stream) sendSnapshot(ctx context.Context, recs []Change, sent map[string]bool) error {
 	st.s.counters.rowsRead.Add(uint64(len(recs)))
 	out := make([]*syncv1.SubscribeResponse, 0, len(recs))
 	for i := range recs {
@@ -471,6 +487,7 @@ func (st *stream) sendSnapshot(ctx context.Context, recs []Change) error {
 		if err != nil {
 			return err
 		}
+		sent[recs[i].Key] = true
 		out = append(out, ev)
 	}
 	return st.deliverAll(ctx, out)
