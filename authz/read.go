@@ -49,16 +49,21 @@ func SplitScope(scope string) (typ, id string) {
 
 // CanRead returns nil if the principal of ctx may read scope, ErrHidden
 // (as a Denial) if not: a reader must not learn whether a scope it may not
-// read exists. Records the rule depends on come from f (nil: NoFacts).
+// read exists. A scope with an empty id ("channel/") names nothing and is
+// refused for every principal. Records the rule depends on come from f
+// (nil: NoFacts).
 func (rr *ReadRules) CanRead(ctx context.Context, scope string, f Facts) error {
 	p := PrincipalFrom(ctx)
 	if p == nil {
 		return ErrUnauthenticated
 	}
-	typ, id := SplitScope(scope)
+	typ, id, hasID := strings.Cut(scope, "/")
 	rule, ok := rr.rules[typ]
 	if !ok {
 		return Hide("read-default-deny", "no read rule for scope type "+typ)
+	}
+	if hasID && id == "" {
+		return Hide("read-empty-id", "scope "+scope+" names nothing")
 	}
 	if p.Service {
 		return nil

@@ -44,6 +44,14 @@ func (s *Scopes) Under(typ, parent string) *Scopes {
 	return s
 }
 
+// Known reports whether key's type is registered, whether or not key is
+// well formed.
+func (s *Scopes) Known(key string) bool {
+	typ, _ := authz.SplitScope(key)
+	_, under := s.under[typ]
+	return s.self[typ] || under
+}
+
 // Of returns the scope of key, if its type is registered.
 func (s *Scopes) Of(key string) (string, bool) {
 	typ, rest := authz.SplitScope(key)
@@ -150,8 +158,15 @@ type Facts struct {
 var _ authz.Facts = (*Facts)(nil)
 
 // Get loads key into msg; found is false for a missing or deleted record.
+// A key of a registered type with an empty id part (`chanmember//bob`,
+// built from a request that named no channel) names no record: it is not
+// found, without a read. A key of an unregistered type is a programming
+// error.
 func (f *Facts) Get(ctx context.Context, key string, msg proto.Message) (bool, error) {
 	scope, ok := f.l.scopes.Of(key)
+	if !ok && f.l.scopes.Known(key) {
+		return false, nil
+	}
 	if !ok {
 		return false, fmt.Errorf("fact %s: key type has no known scope", key)
 	}

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
+
+	"github.com/sluicehq/sluice/services/edge"
 )
 
 // Identity is who an authenticator says the caller is. ServerData is
@@ -60,8 +62,9 @@ var (
 	ErrRefused = errors.New("credentials refused")
 	// ErrUnavailable means the authentication backend could not answer
 	// (timeout, connection error, 5xx, malformed reply). Errors matching it
-	// also carry a *connect.Error with code unavailable and a fixed
-	// message, which the edge passes to the client unchanged.
+	// also carry an edge.UnavailableError with a fixed message, which the
+	// edge shows the client as unavailable (and a *connect.Error with that
+	// code, for callers outside the edge).
 	ErrUnavailable = errors.New("authentication backend unavailable")
 )
 
@@ -69,22 +72,32 @@ var (
 // to Connect's unavailable without showing cause to the client. The caller
 // logs cause; it is kept for errors.Is and the server's logs only.
 func unavailable(cause error) error {
-	ce := connect.NewError(connect.CodeUnavailable, ErrUnavailable)
-	if cause == nil {
-		return ce
+	return &unavailableError{
+		connect: connect.NewError(connect.CodeUnavailable, ErrUnavailable),
+		edge:    edge.Unavailable(ErrUnavailable.Error()),
+		cause:   cause,
 	}
-	return &unavailableError{connect: ce, cause: cause}
 }
 
 type unavailableError struct {
 	connect *connect.Error
+	edge    error
 	cause   error
 }
 
 func (e *unavailableError) Error() string {
+	if e.cause == nil {
+		return ErrUnavailable.Error()
+	}
 	return "authentication backend unavailable: " + e.cause.Error()
 }
-func (e *unavailableError) Unwrap() []error { return []error{e.connect, e.cause} }
+
+func (e *unavailableError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.edge, e.connect}
+	}
+	return []error{e.edge, e.connect, e.cause}
+}
 
 // Chain is a PasswordAuthenticator that asks its authenticators in order:
 // the first answer other than ErrUnknownUser wins, so a refusal or an

@@ -440,7 +440,20 @@ func (a *JWTAuthenticator) Verify(_ context.Context, token string) (Identity, ti
 	if err != nil {
 		return Identity{}, time.Time{}, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	return id, std.Expiry.Time(), nil
+	return id, clampTime(std.Expiry.Time()), nil
+}
+
+// maxTime is the latest instant a google.protobuf.Timestamp can hold
+// (9999-12-31T23:59:59Z); a later exp would make every response that
+// carries the principal's expiry unencodable as JSON.
+var maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// clampTime returns t, or maxTime if t is later.
+func clampTime(t time.Time) time.Time {
+	if t.After(maxTime) {
+		return maxTime
+	}
+	return t
 }
 
 // keysFor returns the keys a token with kid and alg may be verified with,

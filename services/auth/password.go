@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	gosync "sync"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -55,31 +56,105 @@ func CheckPassword(hash, password string) (bool, error) {
 }
 
 func checkArgon2id(hash, password string) (bool, error) {
-	parts := strings.Split(hash, "$")
-	// "", "argon2id", "v=19", "m=..,t=..,p=..", salt, key
-	if len(parts) != 6 {
-		return false, errBadHash
-	}
-	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return false, errBadHash
-	}
-	var p Argon2Params
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
-		return false, errBadHash
-	}
-	if p.Memory < 8 || p.Memory > 4<<20 || p.Time < 1 || p.Time > 64 || p.Threads < 1 {
-		return false, errBadHash
-	}
-	enc := base64.RawStdEncoding
-	salt, err := enc.DecodeString(parts[4])
-	if err != nil || len(salt) < 8 {
-		return false, errBadHash
-	}
-	want, err := enc.DecodeString(parts[5])
-	if err != nil || len(want) < 16 || len(want) > 64 {
-		return false, errBadHash
+	p, salt, want, err := parseArgon2id(hash)
+	if err != nil {
+		return false, err
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// parseArgon2id reads an argon2id PHC string.
+func parseArgon2id(hash string) (p Argon2Params, salt, key []byte, err error) {
+	parts := strings.Split(hash, "$")
+	// "", "argon2id", "v=19", "m=..,t=..,p=..", salt, key
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, errBadHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, errBadHash
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, errBadHash
+	}
+	if p.Memory < 8 || p.Memory > 4<<20 || p.Time < 1 || p.Time > 64 || p.Threads < 1 {
+		return p, nil, nil, errBadHash
+	}
+	enc := base64.RawStdEncoding
+	salt, err = enc.DecodeString(parts[4])
+	if err != nil || len(salt) < 8 {
+		return p, nil, nil, errBadHash
+	}
+	key, err = enc.DecodeString(parts[5])
+	if err != nil || len(key) < 16 || len(key) > 64 {
+		return p, nil, nil, errBadHash
+	}
+	return p, salt, key, nil
+}
+
+// hashCost is the kind and cost of a password hash: checking a password
+// against any two hashes of one cost takes the same work.
+type hashCost struct {
+	Kind   string       // "argon2id" or "bcrypt"
+	Argon2 Argon2Params // argon2id: memory, passes, threads
+	Bcrypt int          // bcrypt: the cost (log2 of the rounds)
+}
+
+// costOf returns the kind and cost of a hash CheckPassword accepts.
+func costOf(hash string) (hashCost, error) {
+	if strings.HasPrefix(hash, "$argon2id$") {
+		p, _, _, err := parseArgon2id(hash)
+		if err != nil {
+			return hashCost{}, err
+		}
+		return hashCost{Kind: "argon2id", Argon2: p}, nil
+	}
+	if _, err := CheckPassword(hash, ""); err != nil {
+		return hashCost{}, err
+	}
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		return hashCost{}, errBadHash
+	}
+	return hashCost{Kind: "bcrypt", Bcrypt: cost}, nil
+}
+
+// dummyHashes caches one hash of a random password per cost, shared by
+// every users file of the process (a reload with the same costs does not
+// pay for new ones).
+var dummyHashes = struct {
+	gosync.Mutex
+	m map[hashCost]string
+}{m: map[hashCost]string{}}
+
+// dummyHash returns a hash of cost c of a random password (which no one
+// knows, so no password matches it).
+func dummyHash(c hashCost) (string, error) {
+	dummyHashes.Lock()
+	defer dummyHashes.Unlock()
+	if h, ok := dummyHashes.m[c]; ok {
+		return h, nil
+	}
+	pw := make([]byte, 32)
+	if _, err := rand.Read(pw); err != nil {
+		return "", fmt.Errorf("dummy password: %w", err)
+	}
+	var h string
+	var err error
+	switch c.Kind {
+	case "argon2id":
+		h, err = HashPassword(base64.RawStdEncoding.EncodeToString(pw), c.Argon2)
+	case "bcrypt":
+		var b []byte
+		b, err = bcrypt.GenerateFromPassword([]byte(base64.RawStdEncoding.EncodeToString(pw)), c.Bcrypt)
+		h = string(b)
+	default:
+		err = fmt.Errorf("unknown hash kind %q", c.Kind)
+	}
+	if err != nil {
+		return "", fmt.Errorf("dummy %s hash: %w", c.Kind, err)
+	}
+	dummyHashes.m[c] = h
+	return h, nil
 }

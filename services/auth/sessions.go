@@ -8,9 +8,8 @@ import (
 	gosync "sync"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/sluicehq/sluice/authz"
+	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/sync"
 )
 
@@ -126,7 +125,7 @@ func orEmpty(m map[string]any) map[string]any {
 // JWT): there is nothing to revoke, and saying OK would let the client
 // believe its token no longer works.
 func errNoSession() error {
-	return connect.NewError(connect.CodeFailedPrecondition, errors.New("no session to log out: a bearer JWT cannot be revoked here; discard it"))
+	return edge.Precondition("no session to log out: a bearer JWT cannot be revoked here; discard it")
 }
 
 // Principal returns the principal of a live session token (not revoked,

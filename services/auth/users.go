@@ -36,10 +36,24 @@ type fileUser struct {
 
 // Users is a set of users loaded from a users file. It is safe for
 // concurrent use.
+//
+// So that the time a login takes does not tell which usernames exist, a
+// login checks the password against one hash of every kind and cost in
+// the file (see plan): the user's own hash for its cost, a dummy hash of
+// each other cost, and only dummies for an unknown username. A file that
+// mixes argon2id and bcrypt hashes thus makes every login pay for both;
+// keep one kind and cost per file.
 type Users struct {
-	mu    gosync.RWMutex
-	users map[string]User
-	dummy string
+	mu      gosync.RWMutex
+	users   map[string]User
+	costs   map[string]hashCost // username -> cost of their hash
+	dummies []costHash          // one per cost in the file, sorted
+}
+
+// costHash is a dummy hash and its cost.
+type costHash struct {
+	cost hashCost
+	hash string
 }
 
 // LoadUsers reads a users file: YAML (.yml, .yaml) or JSON. Each user's
@@ -67,14 +81,16 @@ func ParseUsers(data []byte, ext string) (*Users, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse users file: %w", err)
 	}
-	u := &Users{users: make(map[string]User, len(raw))}
+	u := &Users{users: make(map[string]User, len(raw)), costs: make(map[string]hashCost, len(raw))}
 	for name, fu := range raw {
 		if name == "" || len(name) > 128 || strings.ContainsAny(name, "/ \t\r\n") {
 			return nil, fmt.Errorf("users file: invalid username %q", name)
 		}
-		if _, err := CheckPassword(fu.Password, ""); err != nil {
+		cost, err := costOf(fu.Password)
+		if err != nil {
 			return nil, fmt.Errorf("users file: user %q: password must be an argon2id or bcrypt hash (use `sluiced hash-password`)", name)
 		}
+		u.costs[name] = cost
 		serverData, err := jsonObject(fu.ServerData)
 		if err != nil {
 			return nil, fmt.Errorf("users file: user %q: serverData: %w", name, err)
@@ -91,13 +107,23 @@ func ParseUsers(data []byte, ext string) (*Users, error) {
 			ClientData:   clientData,
 		}
 	}
-	// Unknown usernames are checked against this hash so that a login
-	// takes as long whether or not the user exists.
-	dummy, err := HashPassword("sluice-dummy-password", DefaultArgon2)
-	if err != nil {
-		return nil, err
+	// One dummy hash per cost in the file (the default argon2id cost for
+	// a file without users), so that every login does the same work.
+	costs := map[hashCost]bool{}
+	for _, c := range u.costs {
+		costs[c] = true
 	}
-	u.dummy = dummy
+	if len(costs) == 0 {
+		costs[hashCost{Kind: "argon2id", Argon2: DefaultArgon2}] = true
+	}
+	for c := range costs {
+		h, err := dummyHash(c)
+		if err != nil {
+			return nil, err
+		}
+		u.dummies = append(u.dummies, costHash{cost: c, hash: h})
+	}
+	slices.SortFunc(u.dummies, func(a, b costHash) int { return strings.Compare(fmt.Sprint(a.cost), fmt.Sprint(b.cost)) })
 	return u, nil
 }
 
@@ -146,19 +172,37 @@ func (u *Users) Verify(username, password string) (User, bool) {
 	return user, true
 }
 
-// check looks username up and checks password, against a dummy hash when
-// the user does not exist so that both cases take about as long.
-func (u *Users) check(username, password string) (user User, found, ok bool) {
+// plan returns the user of username (found is false if unknown) and the
+// hashes a login checks the password against: one of each cost in the
+// file, in a fixed order. For a known user their own hash stands in for
+// the dummy of its cost, so whoever logs in, known or not, the same
+// work is done.
+func (u *Users) plan(username string) (user User, found bool, hashes []string) {
 	u.mu.RLock()
+	defer u.mu.RUnlock()
 	user, found = u.users[username]
-	dummy := u.dummy
-	u.mu.RUnlock()
-	hash := user.PasswordHash
-	if !found {
-		hash = dummy
+	own := u.costs[username]
+	hashes = make([]string, len(u.dummies))
+	for i, d := range u.dummies {
+		hashes[i] = d.hash
+		if found && d.cost == own {
+			hashes[i] = user.PasswordHash
+		}
 	}
-	match, err := CheckPassword(hash, password)
-	return user, found, err == nil && match
+	return user, found, hashes
+}
+
+// check looks username up and checks password against every hash of its
+// plan; only the user's own hash can match.
+func (u *Users) check(username, password string) (user User, found, ok bool) {
+	user, found, hashes := u.plan(username)
+	for _, h := range hashes {
+		match, err := CheckPassword(h, password)
+		if found && h == user.PasswordHash && err == nil && match {
+			ok = true
+		}
+	}
+	return user, found, ok
 }
 
 var _ PasswordAuthenticator = (*Users)(nil)
@@ -184,10 +228,10 @@ func (u *Users) Login(_ context.Context, username, password string, _ LoginMeta)
 // replace swaps in the users of n (a reload of the file).
 func (u *Users) replace(n *Users) {
 	n.mu.RLock()
-	users, dummy := n.users, n.dummy
+	users, costs, dummies := n.users, n.costs, n.dummies
 	n.mu.RUnlock()
 	u.mu.Lock()
-	u.users, u.dummy = users, dummy
+	u.users, u.costs, u.dummies = users, costs, dummies
 	u.mu.Unlock()
 }
 

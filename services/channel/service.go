@@ -82,7 +82,9 @@ func mayEnter(ctx context.Context, p *authz.Principal, r authz.Resource, f authz
 func anyone(context.Context, *authz.Principal, authz.Resource, authz.Facts) error { return nil }
 
 // archiver allows the channel's creator and the organization's owners and
-// admins.
+// admins, all only while members of the organization: standing in the
+// organization is checked first, so a creator who was removed from it
+// archives nothing (and learns nothing).
 func archiver(ctx context.Context, p *authz.Principal, r authz.Resource, f authz.Facts) error {
 	ch := &channelv1.Channel{}
 	found, err := f.Get(ctx, m.ChannelKey(r.Params["channel_id"]), ch)
@@ -92,9 +94,6 @@ func archiver(ctx context.Context, p *authz.Principal, r authz.Resource, f authz
 	if !found {
 		return authz.Hide("channel", "no such channel")
 	}
-	if ch.GetCreatedBy() == p.ID {
-		return nil
-	}
 	role, err := m.Role(ctx, f, ch.GetOrgId(), p.ID)
 	if err != nil {
 		return err
@@ -102,7 +101,7 @@ func archiver(ctx context.Context, p *authz.Principal, r authz.Resource, f authz
 	if role == orgv1.Role_ROLE_UNSPECIFIED {
 		return authz.Hide("org-member", "not a member of the channel's organization")
 	}
-	if !m.IsManager(role) {
+	if ch.GetCreatedBy() != p.ID && !m.IsManager(role) {
 		return authz.Deny("channel-archiver", "only the creator and organization owners and admins archive")
 	}
 	return nil
@@ -236,7 +235,7 @@ func (s *Service) CreateChannel(ctx context.Context, req *connect.Request[channe
 }
 
 type channelCmd struct {
-	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,printascii,excludesall=/ "`
 }
 
 // decode validates a channel id and returns its organization.

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	gosync "sync"
 	"time"
@@ -21,6 +22,10 @@ var (
 	ErrShutdown = errors.New("server shutting down; resume the stream")
 	// ErrRateLimited means the caller must slow down.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrMalformed is a request body that does not decode (not JSON or
+	// protobuf of the request's type). The edge answers invalid_argument
+	// "malformed request body".
+	ErrMalformed = errors.New("malformed request body")
 )
 
 // PreconditionError refuses a call because of the state of the data (the
@@ -34,8 +39,32 @@ func (e *PreconditionError) Error() string { return e.Msg }
 // Precondition returns a PreconditionError.
 func Precondition(msg string) error { return &PreconditionError{Msg: msg} }
 
+// UnavailableError is a dependency other than the database (an identity
+// backend, a key server) that could not answer. Its message is shown to the
+// caller as unavailable: retry later.
+type UnavailableError struct{ Msg string }
+
+// Error implements error.
+func (e *UnavailableError) Error() string { return e.Msg }
+
+// Unavailable returns an UnavailableError.
+func Unavailable(msg string) error { return &UnavailableError{Msg: msg} }
+
 // internalMessage is all a client learns about an unexpected error.
 const internalMessage = "internal error"
+
+// clientMessage is the underlying error of every Connect error ToConnect
+// builds: a message written for the client. ToConnect passes an error
+// that carries one on unchanged, so mapping twice changes nothing.
+type clientMessage string
+
+func (m clientMessage) Error() string { return string(m) }
+
+// clientError returns a Connect error with a message written for the
+// client.
+func clientError(code connect.Code, msg string) *connect.Error {
+	return connect.NewError(code, clientMessage(msg))
+}
 
 // ToConnect maps err to a Connect error with a message that is safe to show
 // the caller. Unexpected errors are logged once here and become Internal
@@ -45,48 +74,80 @@ func ToConnect(log *slog.Logger, procedure string, err error) error {
 		return nil
 	}
 	var ce *connect.Error
+	var cm clientMessage
 	var ve *ValidationError
 	var denial *authz.Denial
 	var pre *PreconditionError
+	var un *UnavailableError
 	switch {
+	case errors.As(err, &ce) && errors.As(ce.Unwrap(), &cm):
+		return ce // mapped here already
 	case errors.As(err, &pre):
-		return connect.NewError(connect.CodeFailedPrecondition, errors.New(pre.Msg))
+		return clientError(connect.CodeFailedPrecondition, pre.Msg)
+	case errors.As(err, &un):
+		return clientError(connect.CodeUnavailable, un.Msg)
 	case errors.As(err, &ve):
 		return ve.connectError()
+	case errors.Is(err, ErrMalformed):
+		return clientError(connect.CodeInvalidArgument, ErrMalformed.Error())
 	case errors.As(err, &ce):
-		return ce // built by connect-go itself (limits, decoding)
+		return fromConnect(log, procedure, ce)
 	case errors.As(err, &denial):
 		if denial.Hide {
-			return connect.NewError(connect.CodeNotFound, errors.New("not found"))
+			return clientError(connect.CodeNotFound, "not found")
 		}
-		return connect.NewError(connect.CodePermissionDenied, errors.New(denial.Error()))
+		return clientError(connect.CodePermissionDenied, denial.Error())
 	case errors.Is(err, authz.ErrUnauthenticated):
-		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing, invalid or expired credentials"))
+		return clientError(connect.CodeUnauthenticated, "missing, invalid or expired credentials")
 	case errors.Is(err, authz.ErrHidden), errors.Is(err, sync.ErrNotFound):
-		return connect.NewError(connect.CodeNotFound, errors.New("not found"))
+		return clientError(connect.CodeNotFound, "not found")
 	case errors.Is(err, authz.ErrDenied):
-		return connect.NewError(connect.CodePermissionDenied, errors.New("permission denied"))
+		return clientError(connect.CodePermissionDenied, "permission denied")
 	case errors.Is(err, sync.ErrIdempotencyMismatch):
-		return connect.NewError(connect.CodeFailedPrecondition, sync.ErrIdempotencyMismatch)
+		return clientError(connect.CodeFailedPrecondition, sync.ErrIdempotencyMismatch.Error())
 	case errors.Is(err, sync.ErrConflict):
-		return connect.NewError(connect.CodeAborted, errors.New("conflicting write"))
+		return clientError(connect.CodeAborted, "conflicting write")
 	case errors.Is(err, sync.ErrRetry):
-		return connect.NewError(connect.CodeAborted, errors.New("transaction conflict; retry"))
+		return clientError(connect.CodeAborted, "transaction conflict; retry")
 	case errors.Is(err, sync.ErrOutcomeUnknown):
-		return connect.NewError(connect.CodeUnavailable, errors.New("the write may or may not have committed; retry with the same idempotency key"))
+		return clientError(connect.CodeUnavailable, "the write may or may not have committed; retry with the same idempotency key")
 	case errors.Is(err, sync.ErrUnavailable):
-		return connect.NewError(connect.CodeUnavailable, errors.New("database unavailable; retry"))
+		return clientError(connect.CodeUnavailable, "database unavailable; retry")
 	case errors.Is(err, ErrShutdown):
-		return connect.NewError(connect.CodeUnavailable, ErrShutdown)
+		return clientError(connect.CodeUnavailable, ErrShutdown.Error())
 	case errors.Is(err, ErrRateLimited):
-		return connect.NewError(connect.CodeResourceExhausted, errors.New("too many requests; slow down"))
+		return clientError(connect.CodeResourceExhausted, "too many requests; slow down")
 	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, errors.New("canceled"))
+		return clientError(connect.CodeCanceled, "canceled")
 	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
+		return clientError(connect.CodeDeadlineExceeded, "deadline exceeded")
 	}
 	log.Error("internal error", "procedure", procedure, "err", err)
-	return connect.NewError(connect.CodeInternal, errors.New(internalMessage))
+	return clientError(connect.CodeInternal, internalMessage)
+}
+
+// errTooLarge is the message of a request over MaxRequestBytes.
+var errTooLarge = fmt.Sprintf("request too large: at most %d bytes", MaxRequestBytes)
+
+// fromConnect maps an error connect-go built itself (reading, decoding or
+// encoding a message, a size limit, the protocol): its code is kept where
+// it tells the client something, its text (Go types, decoder positions,
+// configured limits) is replaced. Anything else is logged as internal.
+func fromConnect(log *slog.Logger, procedure string, ce *connect.Error) error {
+	switch ce.Code() {
+	case connect.CodeInvalidArgument:
+		return clientError(connect.CodeInvalidArgument, ErrMalformed.Error())
+	case connect.CodeResourceExhausted:
+		return clientError(connect.CodeResourceExhausted, errTooLarge)
+	case connect.CodeUnimplemented:
+		return clientError(connect.CodeUnimplemented, "unsupported request")
+	case connect.CodeCanceled:
+		return clientError(connect.CodeCanceled, "canceled")
+	case connect.CodeDeadlineExceeded:
+		return clientError(connect.CodeDeadlineExceeded, "deadline exceeded")
+	}
+	log.Error("internal error", "procedure", procedure, "err", ce)
+	return clientError(connect.CodeInternal, internalMessage)
 }
 
 // errorInterceptor maps handler errors with ToConnect and logs every call.
@@ -130,7 +191,7 @@ func (i *errorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		start := time.Now()
 		res, err := next(ctx, req)
 		i.outage.note(i.log, req.Spec().Procedure, err)
-		err = ToConnect(i.log, req.Spec().Procedure, err)
+		err = i.toConnect(ctx, req.Spec().Procedure, err)
 		i.logCall(ctx, req.Spec().Procedure, start, err)
 		return res, err
 	}
@@ -145,10 +206,22 @@ func (i *errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 		start := time.Now()
 		err := next(ctx, conn)
 		i.outage.note(i.log, conn.Spec().Procedure, err)
-		err = ToConnect(i.log, conn.Spec().Procedure, err)
+		err = i.toConnect(ctx, conn.Spec().Procedure, err)
 		i.logCall(ctx, conn.Spec().Procedure, start, err)
 		return err
 	}
+}
+
+// toConnect is ToConnect, except that a failure of connect-go itself
+// (writing to or reading from the connection) after the client went away
+// is canceled, not an internal error worth a log line.
+func (i *errorInterceptor) toConnect(ctx context.Context, procedure string, err error) error {
+	var ce *connect.Error
+	var cm clientMessage
+	if err != nil && ctx.Err() != nil && errors.As(err, &ce) && !errors.As(ce.Unwrap(), &cm) {
+		return clientError(connect.CodeCanceled, "canceled")
+	}
+	return ToConnect(i.log, procedure, err)
 }
 
 func (i *errorInterceptor) logCall(ctx context.Context, procedure string, start time.Time, err error) {
@@ -164,7 +237,7 @@ func (i *errorInterceptor) logCall(ctx context.Context, procedure string, start 
 
 // badRequest builds the InvalidArgument error for field violations.
 func badRequest(msg string, violations []FieldViolation) *connect.Error {
-	ce := connect.NewError(connect.CodeInvalidArgument, errors.New(msg))
+	ce := clientError(connect.CodeInvalidArgument, msg)
 	br := &errdetails.BadRequest{}
 	for _, v := range violations {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{

@@ -51,8 +51,8 @@ func TestToConnect(t *testing.T) {
 		{"canceled", context.Canceled, connect.CodeCanceled, ""},
 		{"wrapped canceled", fmt.Errorf("read: %w", context.Canceled), connect.CodeCanceled, ""},
 		{"deadline", context.DeadlineExceeded, connect.CodeDeadlineExceeded, ""},
-		{"connect error passes through", connect.NewError(connect.CodeResourceExhausted, errors.New("message too large")),
-			connect.CodeResourceExhausted, "message too large"},
+		{"connect-built error keeps its code, not its text", connect.NewError(connect.CodeResourceExhausted, errors.New("message size 70000 is larger than configured max 65536")),
+			connect.CodeResourceExhausted, "request too large: at most 65536 bytes"},
 		{"unknown", errors.New(secret), connect.CodeInternal, "internal error"},
 		{"wrapped unknown", fmt.Errorf("insert record: %w", errors.New(secret)), connect.CodeInternal, "internal error"},
 	}

@@ -123,8 +123,8 @@ func Policies() []authz.Policy {
 }
 
 type postCmd struct {
-	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
-	Text      string `field:"text" validate:"required,utf8,min=1,max=4000"`
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,printascii,excludesall=/ "`
+	Text      string `field:"text" validate:"required,utf8,text,min=1,max=4000"`
 }
 
 // PostMessage posts a message to a channel; mentioned members are
@@ -145,12 +145,8 @@ func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev
 		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServicePostMessageProcedure, res, access.TxFacts(tx)); err != nil {
 			return err
 		}
-		ch := &channelv1.Channel{}
-		if _, err := tx.Get(ctx, scope, ch); err != nil {
+		if err := notArchived(ctx, tx, cmd.ChannelID); err != nil {
 			return err
-		}
-		if ch.GetArchived() {
-			return edge.Precondition("the channel is archived")
 		}
 		if _, err := tx.Put(ctx, res.Key, scope, msg); err != nil {
 			return err
@@ -209,8 +205,24 @@ func Mentions(text string) []string {
 	return out
 }
 
+// errArchived refuses changes to an archived channel's messages.
+var errArchived = edge.Precondition("the channel is archived")
+
+// notArchived refuses a change in channel ch once it is archived. The
+// channel record is read in tx, so an archive committed first is seen.
+func notArchived(ctx context.Context, tx *sync.Tx, ch string) error {
+	c := &channelv1.Channel{}
+	if _, err := tx.Get(ctx, m.ChannelKey(ch), c); err != nil {
+		return err
+	}
+	if c.GetArchived() {
+		return errArchived
+	}
+	return nil
+}
+
 type keyCmd struct {
-	Key string `field:"key" validate:"required,maxbytes=200,startswith=message/"`
+	Key string `field:"key" validate:"required,maxbytes=200,printascii,startswith=message/"`
 }
 
 // decodeKey validates a message key and returns its channel.
@@ -226,7 +238,7 @@ func (s *Service) decodeKey(key string) (string, error) {
 }
 
 type editCmd struct {
-	Text string `field:"text" validate:"required,utf8,min=1,max=4000"`
+	Text string `field:"text" validate:"required,utf8,text,min=1,max=4000"`
 }
 
 // EditMessage changes the text of the caller's own message.
@@ -248,6 +260,9 @@ func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev
 		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceEditMessageProcedure, res, access.TxFacts(tx)); err != nil {
 			return err
 		}
+		if err := notArchived(ctx, tx, ch); err != nil {
+			return err
+		}
 		msg := &messagev1.Message{}
 		if _, err := tx.Get(ctx, key, msg); err != nil {
 			return err
@@ -264,7 +279,8 @@ func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev
 
 // DeleteMessage deletes a message; streams get a tombstone.
 func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messagev1.DeleteMessageRequest]) (*connect.Response[messagev1.DeleteMessageResponse], error) {
-	if _, err := s.decodeKey(req.Msg.GetKey()); err != nil {
+	ch, err := s.decodeKey(req.Msg.GetKey())
+	if err != nil {
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
@@ -277,6 +293,9 @@ func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messag
 		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceDeleteMessageProcedure, res, access.TxFacts(tx)); err != nil {
 			return err
 		}
+		if err := notArchived(ctx, tx, ch); err != nil {
+			return err
+		}
 		_, err := tx.Delete(ctx, key)
 		return err
 	})
@@ -287,7 +306,7 @@ func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messag
 }
 
 type listCmd struct {
-	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,printascii,excludesall=/ "`
 	AfterSeq  int64  `field:"after_seq" validate:"gte=0"`
 	Limit     int32  `field:"limit" validate:"gte=0,lte=200"`
 }
@@ -323,19 +342,27 @@ func (s *Service) ListMessages(ctx context.Context, req *connect.Request[message
 }
 
 type typingCmd struct {
-	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,excludesall=/ "`
+	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,printascii,excludesall=/ "`
 }
 
 // SendTyping signals the channel's streams that the caller is typing.
-// Nothing is stored.
+// Nothing is stored; an archived channel refuses it like a post.
 func (s *Service) SendTyping(ctx context.Context, req *connect.Request[messagev1.SendTypingRequest]) (*connect.Response[messagev1.SendTypingResponse], error) {
 	cmd := typingCmd{ChannelID: req.Msg.GetChannelId()}
 	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
 	res := authz.Resource{Scope: m.ChannelKey(cmd.ChannelID), Params: map[string]string{"channel_id": cmd.ChannelID}}
-	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceSendTypingProcedure, res, s.loader.Facts()); err != nil {
+	facts := s.loader.Facts()
+	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceSendTypingProcedure, res, facts); err != nil {
 		return nil, err
+	}
+	ch := &channelv1.Channel{}
+	if _, err := facts.Get(ctx, m.ChannelKey(cmd.ChannelID), ch); err != nil {
+		return nil, err
+	}
+	if ch.GetArchived() {
+		return nil, errArchived
 	}
 	p := authz.PrincipalFrom(ctx)
 	if err := s.signals.PublishEphemeral(m.ChannelKey(cmd.ChannelID), "typing", p.ID); err != nil {

@@ -2,29 +2,25 @@ package syncsvc
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
+	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/sync"
 )
 
 // NewHandler returns the path and HTTP handler of the SyncService, with
-// opts. On top of connect-go's defaults it makes a stream's delivery cheap:
-// a change is encoded once per instance and every stream sends those bytes
-// (the codecs below), and the events a stream sends together reach the
-// socket in one flush (the flush gate), not one flush per event.
+// opts. On top of the edge's options it makes a stream's delivery cheap: a
+// change is encoded once per instance and every stream sends those bytes
+// (eventCodec wraps the edge's codecs), and the events a stream sends
+// together reach the socket in one flush (the flush gate), not one flush
+// per event.
 func NewHandler(svc *Service, opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append(opts,
-		connect.WithCodec(binaryCodec{}),
-		connect.WithCodec(jsonCodec{name: "json"}),
-		connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
-	)
+	for _, c := range edge.Codecs(svc.cfg.Logger) {
+		opts = append(opts, connect.WithCodec(eventCodec{inner: c}))
+	}
 	path, h := syncv1connect.NewSyncServiceHandler(svc, opts...)
 	return path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, ok := w.(http.Flusher)
@@ -102,80 +98,41 @@ func (s *sink) Flush() error {
 	return nil
 }
 
-// binaryCodec is connect-go's protobuf binary codec, except that a
-// sync.Event is written from its ready-made encoding.
-type binaryCodec struct{}
+// eventCodec is one of the edge's codecs, except that a sync.Event is
+// written from its ready-made encoding (binary, or JSON made once per
+// event). Decoding and every other message go to the edge's codec.
+type eventCodec struct{ inner connect.Codec }
 
-func (binaryCodec) Name() string   { return "proto" }
-func (binaryCodec) IsBinary() bool { return true }
+func (c eventCodec) Name() string { return c.inner.Name() }
 
-func (c binaryCodec) Marshal(msg any) ([]byte, error) { return c.MarshalAppend(nil, msg) }
+func (c eventCodec) IsBinary() bool {
+	b, ok := c.inner.(interface{ IsBinary() bool })
+	return !ok || b.IsBinary()
+}
+
+func (c eventCodec) Marshal(msg any) ([]byte, error) { return c.MarshalAppend(nil, msg) }
 
 // MarshalAppend copies a shared encoding into dst: connect-go recycles the
 // buffer it returns, and the encoding is shared by every stream.
-func (binaryCodec) MarshalAppend(dst []byte, msg any) ([]byte, error) {
-	switch m := msg.(type) {
-	case *sync.Event:
-		b, err := m.Binary()
+func (c eventCodec) MarshalAppend(dst []byte, msg any) ([]byte, error) {
+	if e, ok := msg.(*sync.Event); ok {
+		encode := e.JSON
+		if c.IsBinary() {
+			encode = e.Binary
+		}
+		b, err := encode()
 		if err != nil {
 			return nil, err
 		}
 		return append(dst, b...), nil
-	case proto.Message:
-		return proto.MarshalOptions{}.MarshalAppend(dst, m)
 	}
-	return nil, errNotProto(msg)
+	if a, ok := c.inner.(interface {
+		MarshalAppend([]byte, any) ([]byte, error)
+	}); ok {
+		return a.MarshalAppend(dst, msg)
+	}
+	b, err := c.inner.Marshal(msg)
+	return append(dst, b...), err
 }
 
-func (binaryCodec) Unmarshal(data []byte, msg any) error {
-	m, ok := msg.(proto.Message)
-	if !ok {
-		return errNotProto(msg)
-	}
-	if err := proto.Unmarshal(data, m); err != nil {
-		return fmt.Errorf("unmarshal into %T: %w", msg, err)
-	}
-	return nil
-}
-
-// jsonCodec is connect-go's protojson codec, except that a sync.Event is
-// written from its JSON encoding, made once per event.
-type jsonCodec struct{ name string }
-
-func (c jsonCodec) Name() string { return c.name }
-func (jsonCodec) IsBinary() bool { return false }
-
-func (c jsonCodec) Marshal(msg any) ([]byte, error) { return c.MarshalAppend(nil, msg) }
-
-func (jsonCodec) MarshalAppend(dst []byte, msg any) ([]byte, error) {
-	switch m := msg.(type) {
-	case *sync.Event:
-		b, err := m.JSON()
-		if err != nil {
-			return nil, err
-		}
-		return append(dst, b...), nil
-	case proto.Message:
-		return protojson.MarshalOptions{}.MarshalAppend(dst, m)
-	}
-	return nil, errNotProto(msg)
-}
-
-func (jsonCodec) Unmarshal(data []byte, msg any) error {
-	m, ok := msg.(proto.Message)
-	if !ok {
-		return errNotProto(msg)
-	}
-	if len(data) == 0 {
-		return errors.New("zero-length payload is not a valid JSON object")
-	}
-	// Unknown fields are dropped, so clients may be newer than the server.
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, m); err != nil {
-		return fmt.Errorf("unmarshal into %T: %w", msg, err)
-	}
-	return nil
-}
-
-func errNotProto(msg any) error {
-	return fmt.Errorf("%T is not a protobuf message", msg)
-}
+func (c eventCodec) Unmarshal(data []byte, msg any) error { return c.inner.Unmarshal(data, msg) }
