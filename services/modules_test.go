@@ -220,3 +220,23 @@ func TestAddingAServiceIsOneLine(t *testing.T) {
 		t.Fatalf("New without the Echo policy = %v, want a refusal naming it", err)
 	}
 }
+
+// Every response carries nosniff, those connect-go writes itself too.
+func TestNoSniffEverywhere(t *testing.T) {
+	t.Parallel()
+	ts := serve(t, nil)
+	for _, req := range []struct{ path, ctype string }{
+		{"/sluice.user.v1.UserService/SetAvatarUrl", "text/plain"}, // unsupported media type, written by connect-go
+		{"/sluice.user.v1.UserService/SetAvatarUrl", "application/json"},
+		{"/nope", "application/json"},
+	} {
+		res, err := ts.Client().Post(ts.URL+req.path, req.ctype, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if got := res.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s (%s): %d without nosniff", req.path, req.ctype, res.StatusCode)
+		}
+	}
+}

@@ -253,7 +253,14 @@ func New(cfg Config) (*Server, error) {
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return &Server{handler: mux, health: health, streams: d.Streams, policies: policies, reads: reads}, nil
+	// Every response, those connect-go writes on its own included
+	// (unsupported media type, a body over the limit), tells browsers not
+	// to sniff its content type.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		mux.ServeHTTP(w, r)
+	})
+	return &Server{handler: handler, health: health, streams: d.Streams, policies: policies, reads: reads}, nil
 }
 
 // Health returns the instance's health checker (for the ops listener).
