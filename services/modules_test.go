@@ -235,8 +235,8 @@ func TestNoSniffEverywhere(t *testing.T) {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		if got := res.Header.Get("X-Content-Type-Options"); got != "nosniff" {
-			t.Errorf("%s (%s): %d without nosniff", req.path, req.ctype, res.StatusCode)
+		if got := res.Header.Values("X-Content-Type-Options"); len(got) != 1 || got[0] != "nosniff" {
+			t.Errorf("%s (%s): %d with X-Content-Type-Options %q, want nosniff once", req.path, req.ctype, res.StatusCode, got)
 		}
 	}
 }

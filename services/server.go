@@ -257,8 +257,7 @@ func New(cfg Config) (*Server, error) {
 	// (unsupported media type, a body over the limit), tells browsers not
 	// to sniff its content type.
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		mux.ServeHTTP(w, r)
+		mux.ServeHTTP(&nosniffWriter{ResponseWriter: w}, r)
 	})
 	return &Server{handler: handler, health: health, streams: d.Streams, policies: policies, reads: reads}, nil
 }
@@ -276,3 +275,40 @@ func (s *Server) Shutdown() {
 	s.health.Drain()
 	s.streams.Shutdown()
 }
+
+// nosniffWriter adds X-Content-Type-Options: nosniff to a response when
+// its headers go out, unless the handler set it already.
+type nosniffWriter struct {
+	http.ResponseWriter
+	sent bool
+}
+
+func (w *nosniffWriter) ensure() {
+	if !w.sent {
+		w.sent = true
+		if h := w.Header(); h.Get("X-Content-Type-Options") == "" {
+			h.Set("X-Content-Type-Options", "nosniff")
+		}
+	}
+}
+
+func (w *nosniffWriter) WriteHeader(code int) {
+	w.ensure()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *nosniffWriter) Write(b []byte) (int, error) {
+	w.ensure()
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sends what was written, headers first.
+func (w *nosniffWriter) Flush() {
+	w.ensure()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *nosniffWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -106,6 +106,14 @@ func resolveKey(_ *authz.Principal, q authz.Question) authz.Resource {
 	return authz.Resource{Key: q.Key, Scope: m.ChannelKey(ch), Params: map[string]string{"channel_id": ch}}
 }
 
+// inChannel resolves the resource of a channel-wide call through the
+// procedure's own policy resolver, so that what AccessService answers for
+// the call and what the handler enforces cannot drift apart.
+func (s *Service) inChannel(p *authz.Principal, procedure, channelID string) authz.Resource {
+	res, _ := s.policies.ResourceFor(p, authz.Question{Procedure: procedure, Params: map[string]string{"channel_id": channelID}})
+	return res
+}
+
 // Policies returns the policy of every MessageService procedure.
 func Policies() []authz.Policy {
 	return []authz.Policy{
@@ -140,7 +148,8 @@ func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev
 	}
 	scope := m.ChannelKey(cmd.ChannelID)
 	msg := &messagev1.Message{Id: sync.NewID(), ChannelId: cmd.ChannelID, Author: p.ID, Text: cmd.Text}
-	res := authz.Resource{Key: m.MessageKey(cmd.ChannelID, msg.Id), Scope: scope, Params: map[string]string{"channel_id": cmd.ChannelID}}
+	key := m.MessageKey(cmd.ChannelID, msg.Id)
+	res := s.inChannel(p, messagev1connect.MessageServicePostMessageProcedure, cmd.ChannelID)
 	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
 		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServicePostMessageProcedure, res, access.TxFacts(tx)); err != nil {
 			return err
@@ -148,7 +157,7 @@ func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev
 		if err := notArchived(ctx, tx, cmd.ChannelID); err != nil {
 			return err
 		}
-		if _, err := tx.Put(ctx, res.Key, scope, msg); err != nil {
+		if _, err := tx.Put(ctx, key, scope, msg); err != nil {
 			return err
 		}
 		// Mentioned members who can read the channel get a notification
@@ -164,7 +173,7 @@ func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev
 				return err
 			}
 			if err := tx.Enqueue(ctx, notify.KindMention, notify.Mention{
-				UserID: user, ChannelID: cmd.ChannelID, MessageKey: res.Key, Author: p.ID, Text: cmd.Text,
+				UserID: user, ChannelID: cmd.ChannelID, MessageKey: key, Author: p.ID, Text: cmd.Text,
 			}); err != nil {
 				return err
 			}
@@ -321,7 +330,7 @@ func (s *Service) ListMessages(ctx context.Context, req *connect.Request[message
 	if limit == 0 {
 		limit = DefaultLimit
 	}
-	res := authz.Resource{Scope: m.ChannelKey(cmd.ChannelID), Params: map[string]string{"channel_id": cmd.ChannelID}}
+	res := s.inChannel(authz.PrincipalFrom(ctx), messagev1connect.MessageServiceListMessagesProcedure, cmd.ChannelID)
 	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceListMessagesProcedure, res, s.loader.Facts()); err != nil {
 		return nil, err
 	}
@@ -352,7 +361,7 @@ func (s *Service) SendTyping(ctx context.Context, req *connect.Request[messagev1
 	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
-	res := authz.Resource{Scope: m.ChannelKey(cmd.ChannelID), Params: map[string]string{"channel_id": cmd.ChannelID}}
+	res := s.inChannel(authz.PrincipalFrom(ctx), messagev1connect.MessageServiceSendTypingProcedure, cmd.ChannelID)
 	facts := s.loader.Facts()
 	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceSendTypingProcedure, res, facts); err != nil {
 		return nil, err
