@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"hash/fnv"
 	"fmt"
 	"log/slog"
 	gosync "sync"
@@ -43,6 +44,14 @@ type Presence struct {
 
 	mu    gosync.Mutex
 	local map[[2]string]int // (scope, user) -> open streams here
+	// stripes serialize the Postgres side of a user's first stream and
+	// last stream on a scope here: a leave's DELETE must not remove the row
+	// of a stream that entered meanwhile.
+	stripes [64]gosync.Mutex
+
+	// testHookLeave, when set, runs in a last leave before it touches
+	// Postgres.
+	testHookLeave func()
 
 	outage Outage
 }
@@ -114,6 +123,9 @@ func (p *Presence) Enter(ctx context.Context, scope, user string) (leave func(),
 	first := p.local[k] == 1
 	p.mu.Unlock()
 	if first {
+		lock := p.stripe(k)
+		lock.Lock()
+		defer lock.Unlock()
 		var was bool
 		err := p.pool.QueryRow(ctx, `
 			WITH prior AS (
@@ -137,6 +149,15 @@ func (p *Presence) Enter(ctx context.Context, scope, user string) (leave func(),
 	return func() { once.Do(func() { p.leave(k) }) }, nil
 }
 
+// stripe returns the lock of k's stripe.
+func (p *Presence) stripe(k [2]string) *gosync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(k[0]))
+	h.Write([]byte{0})
+	h.Write([]byte(k[1]))
+	return &p.stripes[h.Sum32()%uint32(len(p.stripes))]
+}
+
 // release undoes a count without touching Postgres.
 func (p *Presence) release(k [2]string) {
 	p.mu.Lock()
@@ -155,6 +176,18 @@ func (p *Presence) leave(k [2]string) {
 	}
 	p.mu.Unlock()
 	if !last {
+		return
+	}
+	if p.testHookLeave != nil {
+		p.testHookLeave()
+	}
+	lock := p.stripe(k)
+	lock.Lock()
+	defer lock.Unlock()
+	p.mu.Lock()
+	back := p.local[k] > 0 // a stream entered since: its row stays
+	p.mu.Unlock()
+	if back {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
