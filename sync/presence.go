@@ -2,8 +2,8 @@ package sync
 
 import (
 	"context"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	gosync "sync"
 	"time"
