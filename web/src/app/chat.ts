@@ -1,14 +1,19 @@
+import { createContextValues } from "@connectrpc/connect";
 import type { Channel } from "../gen/sluice/channel/v1/channel_pb";
 import { ChannelMemberSchema, ChannelSchema } from "../gen/sluice/channel/v1/channel_pb";
-import { MessageSchema } from "../gen/sluice/message/v1/message_pb";
+import { MessageSchema, MessageService, type PostMessageRequest, type PostMessageResponse } from "../gen/sluice/message/v1/message_pb";
 import { Role, type MyOrg } from "../gen/sluice/org/v1/org_pb";
-import { payloadAs, type Entry, type Subscription, type Update } from "../lib";
-import { h, replace, type View } from "./dom";
+import { payloadAs, retryPolicy, type Entry, type OutboxItem, type Subscription, type Update } from "../lib";
+import { h, reconcile, replace, type View } from "./dom";
 import { errorText, type App } from "./shared";
 
 /** How long a typing signal shows, and how often this client sends one. */
 const typingShowMs = 4000;
 const typingSendMs = 2000;
+/** The channel opens on its newest `windowSize` records; older ones come in pages as the user scrolls up. */
+const windowSize = 50;
+/** How close to the top (px) scrolling loads the next older page. */
+const loadMargin = 200;
 
 interface OrgChannels {
   org: MyOrg;
@@ -27,9 +32,13 @@ function clock(d: Date | undefined): string {
 /**
  * chatView is the channel view: the caller's organizations and their
  * channels (ListMyOrgs, ListChannels), and for the selected channel one
- * stream on its scope `channel/<id>` — the channel record, its members and
- * its messages in commit order — plus typing and presence signals. Posting
- * never adds a message locally: it appears when the stream delivers it.
+ * stream on its scope `channel/<id>` with a window of the newest 50
+ * records — the channel record, its members and its messages in commit
+ * order — plus typing and presence signals; scrolling to the top pages
+ * older messages in (History, SyncService.List). Posting goes through the
+ * outbox: the message shows greyed ("sending…") until the stream delivers
+ * it, survives a reload while the server is unreachable, and shows as
+ * failed, with retry and discard, if the server refuses it.
  */
 export function chatView(app: App, channelId: string): View {
   const { client } = app;
@@ -81,6 +90,8 @@ export function chatView(app: App, channelId: string): View {
                       on: {
                         click: (ev) => {
                           ev.preventDefault();
+                          // The open channel stays open: reopening it would only churn its stream.
+                          if (c.id === channelId && sub && !sub.closed) return;
                           app.navigate(`/chat/${encodeURIComponent(c.id)}`);
                         },
                       },
@@ -130,9 +141,12 @@ export function chatView(app: App, channelId: string): View {
   }
 
   function openChannel(c: Channel): void {
+    const scope = `channel/${c.id}`;
     const title = h("h2", {}, `# ${c.name}`);
     const conn = h("span", { class: "muted", data: { testid: "channel-status" } }, "connecting…");
     const messages = h("ol", { class: "messages", data: { testid: "messages" } });
+    const edge = h("li", { class: "history-edge muted", data: { testid: "history" } });
+    const empty = h("li", { class: "muted empty" }, "No messages yet.");
     const typingLine = h("p", { class: "typing", data: { testid: "typing" } });
     const members = h("ul", { class: "members", data: { testid: "members" } });
     const input = h("input", { name: "text", autocomplete: "off", placeholder: `Message #${c.name}`, maxLength: 4000 });
@@ -142,7 +156,19 @@ export function chatView(app: App, channelId: string): View {
     const online = new Set<string>();
     let presenceSeen = false;
     let lastTyping = 0;
+    let historyError = "";
     const rendered = new Map<string, { version: bigint; li: HTMLLIElement }>();
+    const pendingRendered = new Map<string, { sig: string; li: HTMLLIElement }>();
+    /** Posts the server applied whose message the stream has not delivered yet: still "sending". */
+    const awaiting = new Map<string, { item: OutboxItem; key: string; version: bigint }>();
+    /**
+     * The stream may deliver a post before its answer arrives (or after
+     * the answer was lost): outbox key → the message delivered live, by me,
+     * with its text, while it was the head of the queue (the only call that
+     * can have been applied unacknowledged). The answer's `written` key
+     * confirms or corrects it.
+     */
+    const claimed = new Map<string, string>();
 
     const form = h(
       "form",
@@ -162,18 +188,32 @@ export function chatView(app: App, channelId: string): View {
       const now = Date.now();
       if (input.value === "" || now - lastTyping < typingSendMs) return;
       lastTyping = now;
-      client.message.sendTyping({ channelId: c.id }).catch(() => {});
+      // A typing signal is stale in a second: one attempt, no retries.
+      client.message.sendTyping({ channelId: c.id }, { contextValues: createContextValues().set(retryPolicy, { maxAttempts: 1 }) }).catch(() => {});
     });
 
     async function post(): Promise<void> {
       const text = input.value.trim();
       if (text === "") return;
-      send.disabled = true;
       error.textContent = "";
+      lastTyping = 0;
+      if (app.outbox) {
+        // Stored, then sent in order with its key; shown pending until the stream has it.
+        try {
+          app.outbox.enqueue(MessageService.method.postMessage, { channelId: c.id, text });
+        } catch (err) {
+          error.textContent = errorText(err);
+          return;
+        }
+        input.value = "";
+        input.focus();
+        messages.scrollTop = messages.scrollHeight;
+        return;
+      }
+      send.disabled = true;
       try {
         const res = await client.message.postMessage({ channelId: c.id, text });
         input.value = "";
-        lastTyping = 0;
         await sub!.waitForVersion(res.written!);
       } catch (err) {
         error.textContent = errorText(err);
@@ -194,11 +234,78 @@ export function chatView(app: App, channelId: string): View {
       );
     }
 
+    /** ours reports whether an outbox item is a post to this channel. */
+    function ours(item: OutboxItem): boolean {
+      return item.method === MessageService.method.postMessage && (item.request as PostMessageRequest).channelId === c.id;
+    }
+
+    /** pendingItem shows a post the stream has not delivered: sending, or failed with retry and discard. */
+    function pendingItem(item: OutboxItem, sent: boolean): HTMLLIElement {
+      const failed = item.state === "failed";
+      const state = failed ? "failed" : sent ? "sent" : item.state;
+      const sig = `${state}:${item.error?.code ?? ""}`;
+      const have = pendingRendered.get(item.key);
+      if (have && have.sig === sig) return have.li;
+      const li = h(
+        "li",
+        { class: `msg mine ${failed ? "failed" : "pending"}`, data: { key: `outbox/${item.key}`, state } },
+        h("span", { class: "author" }, me),
+        h("time", {}, failed ? "not sent" : "sending…"),
+        h("span", { class: "text" }, (item.request as PostMessageRequest).text),
+        failed
+          ? h(
+              "span",
+              { class: "outbox-error" },
+              h("small", {}, errorText(item.error), " "),
+              h("button", { type: "button", class: "ghost small", on: { click: () => void app.outbox?.retry(item.key) } }, "Retry"),
+              h("button", { type: "button", class: "ghost small", on: { click: () => void app.outbox?.discard(item.key) } }, "Discard"),
+            )
+          : null,
+      );
+      pendingRendered.set(item.key, { sig, li });
+      return li;
+    }
+
+    /** claim matches a message delivered live to the post at the head of the outbox, if it is that post. */
+    function claim(e: Entry): void {
+      const head = app.outbox?.items().find((i) => i.state !== "failed");
+      if (!head || !ours(head) || (head.state !== "sending" && head.attempts === 0)) return;
+      if (claimed.has(head.key) || [...claimed.values()].includes(e.key)) return;
+      const m = payloadAs(e, MessageSchema);
+      if (m && m.author === me && !m.system && m.text === (head.request as PostMessageRequest).text) claimed.set(head.key, e.key);
+    }
+
+    function renderEdge(): void {
+      edge.textContent = pager.exhausted
+        ? `This is the beginning of #${c.name}.`
+        : historyError
+          ? `Could not load older messages (${historyError}); scroll up to retry.`
+          : pager.loading
+            ? "Loading older messages…"
+            : "Scroll up for older messages.";
+      edge.dataset.state = pager.exhausted ? "start" : historyError ? "error" : pager.loading ? "loading" : "more";
+    }
+
     function renderMessages(): void {
       const atBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
+      // Keep the first visible message in place when older ones are prepended.
+      const top = messages.getBoundingClientRect().top;
+      let anchor: Element | undefined;
+      let anchorAt = 0;
+      if (!atBottom) {
+        for (const li of messages.children) {
+          if (li === edge) continue;
+          const r = li.getBoundingClientRect();
+          if (r.bottom > top) {
+            anchor = li;
+            anchorAt = r.top - top;
+            break;
+          }
+        }
+      }
       const list = sub!.list(`message/${c.id}/`);
       const keep = new Set<string>();
-      const items = list.map((e) => {
+      const items: HTMLLIElement[] = list.map((e) => {
         keep.add(e.key);
         const have = rendered.get(e.key);
         if (have && have.version === e.version) return have.li;
@@ -207,20 +314,54 @@ export function chatView(app: App, channelId: string): View {
         return li;
       });
       for (const k of rendered.keys()) if (!keep.has(k)) rendered.delete(k);
-      messages.replaceChildren(...items);
-      if (items.length === 0) messages.append(h("li", { class: "muted empty" }, "No messages yet."));
+      // Posts not delivered yet, after the delivered ones, in send order.
+      for (const [k, w] of awaiting) if (sub!.state.hasVersion(w.key, w.version)) awaiting.delete(k);
+      const pending = [...awaiting.values()].map((w) => pendingItem(w.item, true));
+      for (const item of app.outbox?.items() ?? []) {
+        const got = claimed.get(item.key);
+        if (got !== undefined && sub!.state.get(got)) continue; // delivered; its answer is on the way
+        if (ours(item)) pending.push(pendingItem(item, false));
+      }
+      const keepPending = new Set(pending.map((li) => li.dataset.key!.slice("outbox/".length)));
+      for (const k of pendingRendered.keys()) if (!keepPending.has(k)) pendingRendered.delete(k);
+      renderEdge();
+      reconcile(messages, [edge, ...items, ...pending, ...(items.length === 0 && pending.length === 0 ? [empty] : [])]);
       if (atBottom) messages.scrollTop = messages.scrollHeight;
+      else if (anchor?.isConnected) messages.scrollTop += anchor.getBoundingClientRect().top - top - anchorAt;
     }
 
+    /** loadOlder pages older messages in while the list is scrolled near its top. */
+    async function loadOlder(): Promise<void> {
+      if (disposed || !sub!.synced || pager.loading || pager.exhausted) return;
+      const p = pager.loadOlder();
+      renderEdge();
+      try {
+        await p;
+        historyError = "";
+      } catch (err) {
+        historyError = errorText(err);
+      }
+      renderEdge();
+      // A list that does not fill the view, or a user still at the top: next page.
+      if (!disposed && !historyError && !pager.exhausted && messages.scrollTop < loadMargin) void loadOlder();
+    }
+    messages.addEventListener("scroll", () => {
+      if (messages.scrollTop < loadMargin) void loadOlder();
+    });
+
     function renderMembers(): void {
-      const ids = sub!
-        .list(`chanmember/${c.id}/`)
-        .map((e) => payloadAs(e, ChannelMemberSchema)?.userId ?? "")
-        .filter((u) => u !== "")
-        .sort();
+      // The window may not hold every membership of a busy channel: add
+      // who is online, and the memberships that paging brought in.
+      const ids = new Set(
+        sub!
+          .list(`chanmember/${c.id}/`)
+          .map((e) => payloadAs(e, ChannelMemberSchema)?.userId ?? "")
+          .filter((u) => u !== ""),
+      );
+      for (const u of online) ids.add(u);
       replace(
         members,
-        ...ids.map((u) =>
+        ...[...ids].sort().map((u) =>
           h(
             "li",
             { data: { user: u, online: String(online.has(u)) }, class: online.has(u) ? "online" : presenceSeen ? "offline" : "" },
@@ -240,6 +381,7 @@ export function chatView(app: App, channelId: string): View {
     function onUpdate(updates: Update[]): void {
       let msgs = false;
       let mems = false;
+      let caughtUp = false;
       for (const u of updates) {
         switch (u.kind) {
           case "record":
@@ -250,6 +392,7 @@ export function chatView(app: App, channelId: string): View {
               const ch = payloadAs(u.entry, ChannelSchema);
               if (ch) title.textContent = `# ${ch.name}${ch.archived ? " (archived)" : ""}`;
             }
+            if (u.kind === "record" && !u.snapshot && !u.previous && u.entry.key.startsWith(`message/${c.id}/`)) claim(u.entry);
             // A posted message ends its author's typing.
             if (u.kind === "record" && u.entry.key.startsWith("message/") && typers.has(u.entry.updatedBy)) {
               clearTimeout(typers.get(u.entry.updatedBy));
@@ -257,15 +400,19 @@ export function chatView(app: App, channelId: string): View {
               renderTyping();
             }
             break;
+          case "history":
+            msgs = mems = true;
+            break;
           case "reset":
             msgs = mems = true;
+            historyError = "";
             break;
           case "synced":
             // Presence starts over on every (re)connection: presence.here
             // for each online user follows right after synced.
             online.clear();
             conn.textContent = "";
-            msgs = mems = true;
+            msgs = mems = caughtUp = true;
             break;
           case "revoked":
             conn.textContent = "You no longer have access to this channel.";
@@ -298,10 +445,12 @@ export function chatView(app: App, channelId: string): View {
       }
       if (msgs) renderMessages();
       if (mems) renderMembers();
+      // A window too short to fill the view (or scroll): page in until it does.
+      if (caughtUp && messages.scrollTop < loadMargin) void loadOlder();
     }
 
     sub = client.subscribe(
-      { scopes: [`channel/${c.id}`] },
+      { scopes: [{ scope, limit: windowSize }] },
       {
         onUpdate,
         onStatus: (s, err) => {
@@ -311,8 +460,20 @@ export function chatView(app: App, channelId: string): View {
         },
       },
     );
+    const pager = client.history(sub, scope, { pageSize: windowSize });
+    const unlisten = app.outbox?.listen((ev) => {
+      if (ev.kind === "sent" && ours(ev.item)) {
+        // The answer names the message: it replaces any guess.
+        claimed.delete(ev.item.key);
+        const w = (ev.response as PostMessageResponse).written;
+        if (w) awaiting.set(ev.item.key, { item: ev.item, key: w.key, version: w.version });
+      }
+      if (ev.kind === "failed") claimed.delete(ev.item.key);
+      if (ev.kind === "change") renderMessages();
+    });
     cleanup = () => {
       for (const t of typers.values()) clearTimeout(t);
+      unlisten?.();
     };
     replace(
       main,
@@ -324,6 +485,7 @@ export function chatView(app: App, channelId: string): View {
         h("aside", { class: "people" }, h("h3", {}, "Members"), members),
       ),
     );
+    renderMessages();
     queueMicrotask(() => input.focus());
   }
 

@@ -47,3 +47,24 @@ export interface View {
   el: HTMLElement;
   dispose(): void;
 }
+
+/**
+ * reconcile makes el's children exactly nodes, in order, moving only what
+ * is out of place: prepending a page of older messages to a long list
+ * inserts those, instead of re-inserting (and re-laying out) every child.
+ */
+export function reconcile(el: Element, nodes: Node[]): void {
+  let cur = el.firstChild;
+  for (const node of nodes) {
+    if (node === cur) {
+      cur = cur.nextSibling;
+      continue;
+    }
+    el.insertBefore(node, cur);
+  }
+  while (cur) {
+    const next = cur.nextSibling;
+    cur.remove();
+    cur = next;
+  }
+}

@@ -31,6 +31,8 @@ const app: App = {
   streamStatus(id, status, error) {
     if (status === "closed") statuses.delete(id);
     else statuses.set(id, status);
+    // A stream back live means the server is reachable: send what is queued now.
+    if (status === "live") app.outbox?.kick();
     showConnection();
     if (error?.code === Code.Unauthenticated) void signOut("Your session ended. Please log in again.");
   },
@@ -51,6 +53,9 @@ function applyColor(): void {
 
 async function signIn(username: string, password: string): Promise<void> {
   await client.login(username, password);
+  // Posts queued in an earlier session of this user (e.g. before a reload)
+  // are loaded from IndexedDB and sent now.
+  app.outbox = client.openOutbox();
   // One app-wide stream: the page background follows `global-color`.
   app.colorSub = client.subscribe(
     { records: ["global-color"] },
@@ -64,6 +69,8 @@ async function signOut(notice?: string): Promise<void> {
   view?.dispose();
   view = undefined;
   app.colorSub = undefined;
+  app.outbox?.close();
+  app.outbox = undefined;
   statuses.clear();
   try {
     await client.logout();
@@ -132,4 +139,5 @@ function render(notice?: string): void {
 }
 
 window.addEventListener("popstate", () => render());
+window.addEventListener("online", () => app.outbox?.kick());
 render();

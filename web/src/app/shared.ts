@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Color } from "../gen/sluice/color/v1/color_pb";
-import type { Sluice, StreamStatus, Subscription } from "../lib";
+import type { Outbox, Sluice, StreamStatus, Subscription } from "../lib";
 
 /** App is what the views share: the client, navigation and stream status. */
 export interface App {
@@ -8,6 +8,11 @@ export interface App {
   navigate(path: string): void;
   /** streamStatus reports a stream's status for the connection indicator. */
   streamStatus(id: object, status: StreamStatus, error?: ConnectError): void;
+  /**
+   * outbox sends the calls that must survive being offline and reloads
+   * (the chat's posts), while signed in.
+   */
+  outbox?: Outbox;
   /** colorSub follows `global-color` while signed in. */
   colorSub?: Subscription;
   /** onGlobalColor calls fn after every change of `global-color`; it returns the unsubscribe. */

@@ -1,5 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, createContextValues, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AccessService } from "../gen/sluice/access/v1/access_pb";
 import { AuthService } from "../gen/sluice/auth/v1/auth_pb";
@@ -11,7 +12,12 @@ import { SyncService } from "../gen/sluice/sync/v1/sync_pb";
 import { UserService } from "../gen/sluice/user/v1/user_pb";
 import { AccessWatch, type AccessWatchOptions, type Question } from "./access";
 import type { Targets } from "./cursors";
+import { History, type HistoryOptions } from "./history";
+import { idempotencyInterceptor } from "./idempotency";
+import { IndexedDbStorage } from "./idb";
+import { MemoryStorage, Outbox, type OutboxOptions, type OutboxStorage } from "./outbox";
 import type { Resumable } from "./resumable";
+import { retryInterceptor, retryPolicy, type RetryOptions } from "./retry";
 import { Subscription, type SubscriptionOptions } from "./subscription";
 
 /** SluiceOptions configure a Sluice client. Every field is optional. */
@@ -22,7 +28,20 @@ export interface SluiceOptions {
   fetch?: typeof globalThis.fetch;
   /** useBinaryFormat: protobuf on the wire (default) or JSON (readable in devtools). */
   useBinaryFormat?: boolean;
+  /**
+   * retry bounds the automatic retries of mutating calls (5 attempts in
+   * all by default; `{ maxAttempts: 1 }` turns them off).
+   */
+  retry?: RetryOptions;
+  /** interceptors run before the client's own (outermost first). */
+  interceptors?: Interceptor[];
 }
+
+/** OpenOutboxOptions configure Sluice.openOutbox. */
+export type OpenOutboxOptions = Partial<Omit<OutboxOptions, "transport" | "owner" | "services">>;
+
+/** services are the Sluice services, for the outbox to decode stored calls. */
+export const services: DescService[] = [AuthService, UserService, SyncService, AccessService, ColorService, OrgService, ChannelService, MessageService];
 
 /** Session is the signed-in user, as the server describes it. */
 export interface Session {
@@ -53,6 +72,7 @@ export class Sluice {
 
   private token?: string;
   private readonly streams = new Set<Resumable>();
+  private readonly outboxes = new Set<Outbox>();
 
   constructor(opts: SluiceOptions = {}) {
     const bearer: Interceptor = (next) => (req) => {
@@ -63,7 +83,9 @@ export class Sluice {
       baseUrl: opts.baseUrl ?? globalThis.location?.origin ?? "",
       useBinaryFormat: opts.useBinaryFormat ?? true,
       fetch: opts.fetch,
-      interceptors: [bearer],
+      // Outermost first: the key is set once per logical call, so every
+      // retry sends the same one, and each attempt gets the current token.
+      interceptors: [...(opts.interceptors ?? []), idempotencyInterceptor(), retryInterceptor(opts.retry), bearer],
     });
     this.auth = createClient(AuthService, this.transport);
     this.user = createClient(UserService, this.transport);
@@ -97,13 +119,18 @@ export class Sluice {
   }
 
   /**
-   * logout closes every stream opened through this client, revokes the
-   * session on the server (best effort) and forgets the token.
+   * logout closes every stream and outbox opened through this client,
+   * revokes the session on the server (best effort: one attempt of at most
+   * 5 s) and forgets the token. Calls still in an outbox stay stored for
+   * the user's next session.
    */
   async logout(): Promise<void> {
     this.closeStreams();
+    for (const o of [...this.outboxes]) o.close();
     try {
-      if (this.token !== undefined) await this.auth.logout({});
+      if (this.token !== undefined) {
+        await this.auth.logout({}, { timeoutMs: 5000, contextValues: createContextValues().set(retryPolicy, { maxAttempts: 1 }) });
+      }
     } finally {
       this.token = undefined;
       this.session = undefined;
@@ -131,6 +158,31 @@ export class Sluice {
   watchAccess(questions: Question[], opts: AccessWatchOptions = {}): AccessWatch {
     const w = new AccessWatch((req, signal) => this.access.watch(req, { signal }), questions, opts);
     return this.track(w).start();
+  }
+
+  /**
+   * history pages back through a scope that sub follows with a window
+   * (SyncService.List, pages merged into sub; see History).
+   */
+  history(sub: Subscription, scope: string, opts: HistoryOptions = {}): History {
+    return new History((req, signal) => this.sync.list(req, { signal }), sub, scope, opts);
+  }
+
+  /**
+   * openOutbox starts the signed-in user's outbox: calls queued with
+   * enqueue() are stored (IndexedDB in browsers, else memory) before they
+   * are sent, survive reloads, and are sent in order with their keys (see
+   * Outbox). Calls the user queued in an earlier session are loaded and
+   * sent too. logout closes it.
+   */
+  openOutbox(opts: OpenOutboxOptions = {}): Outbox {
+    const owner = this.session?.userId;
+    if (owner === undefined) throw new Error("openOutbox: log in first");
+    const storage: OutboxStorage = opts.storage ?? (IndexedDbStorage.available ? new IndexedDbStorage() : new MemoryStorage());
+    const outbox = new Outbox({ ...opts, storage, transport: this.transport, owner, services });
+    this.outboxes.add(outbox);
+    void outbox.done.then(() => this.outboxes.delete(outbox));
+    return outbox;
   }
 
   /** closeStreams closes every stream opened through this client. */

@@ -20,6 +20,13 @@ export interface ScopeCursor {
   scope: string;
   /** afterSeq is the last seq seen; 0 or absent asks for a snapshot. */
   afterSeq?: bigint;
+  /**
+   * limit, above 0, is a window: the snapshot holds only the `limit`
+   * records with the newest seqs (at most 1000); page older ones with
+   * `History` (SyncService.List). Kept on every resumed request, so a
+   * reset brings a windowed snapshot again.
+   */
+  limit?: number;
 }
 
 /**
@@ -63,6 +70,8 @@ export type Update =
   | { kind: "synced" }
   /** revoked: access to a target was lost; its entries were dropped. */
   | { kind: "revoked"; key: string; scope: string; reason: string; dropped: Entry[] }
+  /** history: older records of a scope, paged with List, were added (oldest first). */
+  | { kind: "history"; scope: string; entries: Entry[] }
   | { kind: "ephemeral"; event: EphemeralEvent };
 
 function normalizeRecord(t: string | RecordCursor): RecordCursor {
@@ -74,6 +83,24 @@ function normalizeScope(t: string | ScopeCursor): ScopeCursor {
 }
 
 const zero = BigInt(0);
+
+function toEntry(r: SyncRecord): Entry {
+  return {
+    key: r.key,
+    scope: r.scope,
+    version: r.version,
+    seq: r.seq,
+    removed: false,
+    record: r,
+    updatedBy: r.updatedBy,
+    updatedAt: r.updatedAt ? timestampDate(r.updatedAt) : undefined,
+  };
+}
+
+/** bySeq orders entries by scope seq (then key): commit order. */
+function bySeq(a: Entry, b: Entry): number {
+  return a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
 
 function max(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
@@ -97,6 +124,8 @@ function max(a: bigint, b: bigint): bigint {
 export class SyncState {
   private readonly recordTargets = new Map<string, bigint>();
   private readonly scopeTargets = new Map<string, bigint>();
+  private readonly scopeLimits = new Map<string, number>();
+  private readonly scopeEpochs = new Map<string, number>();
   private readonly entries = new Map<string, Entry>();
 
   constructor(targets: Targets) {
@@ -107,6 +136,7 @@ export class SyncState {
     for (const t of targets.scopes ?? []) {
       const s = normalizeScope(t);
       this.scopeTargets.set(s.scope, max(this.scopeTargets.get(s.scope) ?? zero, s.afterSeq ?? zero));
+      if (s.limit !== undefined && s.limit > 0) this.scopeLimits.set(s.scope, s.limit);
     }
   }
 
@@ -119,13 +149,60 @@ export class SyncState {
   request(): SubscribeRequest {
     return create(SubscribeRequestSchema, {
       records: [...this.recordTargets].map(([key, version]) => ({ key, version })),
-      scopes: [...this.scopeTargets].map(([scope, afterSeq]) => ({ scope, afterSeq })),
+      scopes: [...this.scopeTargets].map(([scope, afterSeq]) => ({ scope, afterSeq, limit: this.scopeLimits.get(scope) ?? 0 })),
     });
   }
 
   /** scopeCursor returns the last seq seen of a scope target. */
   scopeCursor(scope: string): bigint | undefined {
     return this.scopeTargets.get(scope);
+  }
+
+  /** following reports whether scope is one of the (not revoked) scope targets. */
+  following(scope: string): boolean {
+    return this.scopeTargets.has(scope);
+  }
+
+  /**
+   * scopeEpoch counts the resets and revocations of a scope: a page of
+   * history read before one of them belongs to state that is gone.
+   */
+  scopeEpoch(scope: string): number {
+    return this.scopeEpochs.get(scope) ?? 0;
+  }
+
+  /**
+   * oldestSeq returns the smallest seq among the entries held of a scope
+   * (tombstones included), or undefined when none is held: where the
+   * history before a window starts.
+   */
+  oldestSeq(scope: string): bigint | undefined {
+    let min: bigint | undefined;
+    for (const e of this.entries.values()) {
+      if (e.scope === scope && (min === undefined || e.seq < min)) min = e.seq;
+    }
+    return min;
+  }
+
+  /**
+   * merge adds records read outside the stream (a List page of a scope
+   * this state follows) and returns the entries it added, oldest first.
+   * A key already held at the same or a newer version, a tombstone
+   * included, is left alone, so history never duplicates or resurrects
+   * what the stream delivered. Cursors do not move: a page may be newer
+   * than the stream's position, and skipping ahead would lose changes.
+   */
+  merge(records: SyncRecord[]): Entry[] {
+    const added: Entry[] = [];
+    for (const r of records) {
+      if (!this.scopeTargets.has(r.scope)) continue;
+      const held = this.entries.get(r.key);
+      if (held && held.version >= r.version) continue;
+      const entry = toEntry(r);
+      this.entries.set(r.key, entry);
+      added.push(entry);
+    }
+    return added.sort(bySeq);
   }
 
   /** recordCursor returns the version held of a record target. */
@@ -147,7 +224,7 @@ export class SyncState {
     for (const e of this.entries.values()) {
       if (!e.removed && e.key.startsWith(prefix)) out.push(e);
     }
-    return out.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : a.key < b.key ? -1 : 1));
+    return out.sort(bySeq);
   }
 
   /**
@@ -167,16 +244,7 @@ export class SyncState {
         const r = ev.value.record;
         if (!r) return [];
         return this.put(
-          {
-            key: r.key,
-            scope: r.scope,
-            version: r.version,
-            seq: r.seq,
-            removed: false,
-            record: r,
-            updatedBy: r.updatedBy,
-            updatedAt: r.updatedAt ? timestampDate(r.updatedAt) : undefined,
-          },
+          toEntry(r),
           ev.value.snapshot,
           ev.value.coalesced,
         );
@@ -208,6 +276,7 @@ export class SyncState {
         const scope = ev.value.scope;
         if (!this.scopeTargets.has(scope)) return [];
         this.scopeTargets.set(scope, zero);
+        this.bumpEpoch(scope);
         return [{ kind: "reset", scope, dropped: this.dropScope(scope) }];
       }
       case "revoked": {
@@ -223,6 +292,8 @@ export class SyncState {
         }
         if (scope !== "") {
           this.scopeTargets.delete(scope);
+          this.scopeLimits.delete(scope);
+          this.bumpEpoch(scope);
           dropped = dropped.concat(this.dropScope(scope));
         }
         return [{ kind: "revoked", key, scope, reason, dropped }];
@@ -248,6 +319,10 @@ export class SyncState {
     this.entries.set(entry.key, entry);
     if (entry.removed) return [{ kind: "removed", entry, previous }];
     return [{ kind: "record", entry, previous, snapshot, coalesced }];
+  }
+
+  private bumpEpoch(scope: string): void {
+    this.scopeEpochs.set(scope, this.scopeEpoch(scope) + 1);
   }
 
   private dropScope(scope: string): Entry[] {

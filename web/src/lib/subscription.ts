@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { SubscribeRequest, SubscribeResponse } from "../gen/sluice/sync/v1/sync_pb";
+import type { Record as SyncRecord, SubscribeRequest, SubscribeResponse } from "../gen/sluice/sync/v1/sync_pb";
 import { SyncState, type Entry, type Targets, type Update } from "./cursors";
 import { Resumable, type AttemptHooks, type ResumeOptions } from "./resumable";
 
@@ -86,6 +86,21 @@ export class Subscription extends Resumable {
     const err = error ?? new ConnectError("subscription closed", Code.Canceled);
     for (const w of this.waiters) w.reject(err);
     this.waiters.clear();
+  }
+
+  /**
+   * addHistory merges records of a followed scope read outside the stream
+   * (a SyncService.List page; see History): keys already held at that
+   * version or later are skipped, cursors do not move. The added entries
+   * reach onUpdate as one `history` update; they are returned oldest first.
+   */
+  addHistory(scope: string, records: SyncRecord[]): Entry[] {
+    const entries = this.state.merge(records.filter((r) => r.scope === scope));
+    if (entries.length > 0) {
+      this.opts.onUpdate?.([{ kind: "history", scope, entries }], this);
+      this.settle();
+    }
+    return entries;
   }
 
   /** get returns the entry of a key, if held. */

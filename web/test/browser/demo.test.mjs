@@ -12,8 +12,10 @@ import {
   delay,
   freePort,
   launchBrowser,
+  listScope,
   login,
   openAs,
+  postMany,
   removeDir,
   repoDir,
   resultsDir,
@@ -236,6 +238,252 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
       const docs = path.join(repoDir, "docs", "img");
       mkdirSync(docs, { recursive: true });
       for (const { file } of shots) copyFileSync(path.join(resultsDir, file), path.join(docs, file));
+    }
+    assert.deepEqual(errors, [], "no uncaught errors in the pages");
+  });
+
+  // The chat posts through the outbox (IndexedDB): what is posted while the
+  // server cannot be reached shows as pending and is sent, with its
+  // Idempotency-Key, once it can.
+  const composer = (page) => page.locator(".composer input");
+  async function postFromPage(page, text) {
+    await composer(page).fill(text);
+    await composer(page).press("Enter");
+  }
+  /** delivered is the locator of the messages the stream delivered (not pending ones). */
+  const delivered = (page) => page.locator("li.msg:not(.pending):not(.failed)");
+  /** serverTexts returns the texts of a channel's messages as stored, in commit order. */
+  async function serverTexts(channelId, user = "userB") {
+    const token = await login(server.base, user);
+    const recs = await listScope(server.base, token, `channel/${channelId}`);
+    return recs.filter((r) => r.key.startsWith("message/")).map((r) => r.payload.text);
+  }
+
+  test("offline: posts made while the server is down show pending, survive a reload, and arrive once each, in order", { timeout: 120_000 }, async (t) => {
+    const a = pages.userA.page;
+    const b = pages.userB.page;
+    for (const p of [a, b]) await p.waitForURL(`**/chat/${encodeURIComponent(ids.general)}`);
+    await server.stop();
+    await a.waitForFunction(() => document.body.dataset.conn === "reconnecting", null, { timeout: 10_000 });
+
+    const texts = ["offline one", "offline two", "offline three"];
+    for (const text of texts) await postFromPage(a, text);
+    for (const text of texts) await a.locator("li.msg.pending").filter({ hasText: text }).waitFor();
+    assert.deepEqual(await a.locator("li.msg.pending .text").allTextContents(), texts, "pending, in order");
+    assert.equal(await a.locator("li.msg.pending time").first().textContent(), "sending…");
+    const stored = await a.evaluate(
+      () =>
+        new Promise((resolve, reject) => {
+          const req = indexedDB.open("sluice-outbox");
+          req.onerror = () => reject(req.error);
+          req.onsuccess = () => {
+            const all = req.result.transaction("calls").objectStore("calls").getAll();
+            all.onsuccess = () => resolve(all.result.sort((x, y) => x.order - y.order).map((c) => ({ key: c.key, procedure: c.procedure })));
+          };
+        }),
+    );
+    assert.equal(stored.length, 3);
+    assert.ok(stored.every((c) => c.procedure === "sluice.message.v1.MessageService/PostMessage"));
+
+    // Reload while the server is down: the page itself cannot load (sluiced serves it).
+    await a.reload({ timeout: 10_000 }).then(
+      () => assert.fail("the page loaded with the server down"),
+      () => {},
+    );
+    // Keep PostMessage unreachable a little longer, to see the stored posts
+    // pending in the reloaded page before they go.
+    const keys = [];
+    const onRequest = (req) => {
+      if (req.url().endsWith("/PostMessage")) keys.push(req.headers()["idempotency-key"]);
+    };
+    a.on("request", onRequest);
+    t.after(() => a.off("request", onRequest));
+    const unreachable = "**/sluice.message.v1.MessageService/PostMessage";
+    await a.route(unreachable, (route) => route.abort("connectionrefused"));
+    t.after(() => a.unroute(unreachable).catch(() => {}));
+    await server.start();
+    // The token lives in memory only: a reload means logging in again.
+    await a.goto(`${server.base}/chat/${encodeURIComponent(ids.general)}`, { timeout: 15_000 });
+    await a.locator('button[data-user="userA"]').click();
+    await a.locator('[data-testid="whoami"]').filter({ hasText: "userA" }).waitFor();
+    await a.waitForURL(`**/chat/${encodeURIComponent(ids.general)}`);
+    await a.waitForFunction(() => document.body.dataset.conn === "live", null, { timeout: 20_000 });
+    await a.locator("li.msg.pending").nth(texts.length - 1).waitFor();
+    assert.deepEqual(await a.locator("li.msg.pending .text").allTextContents(), texts, "still pending after the reload");
+    mkdirSync(resultsDir, { recursive: true });
+    await a.screenshot({ path: path.join(resultsDir, "channel-pending-posts.png") });
+    for (const text of texts) assert.equal(await delivered(a).filter({ hasText: text }).count(), 0);
+
+    await a.unroute(unreachable);
+    await a.evaluate(() => window.dispatchEvent(new Event("online")));
+    for (const p of [a, b]) {
+      for (const text of texts) await delivered(p).filter({ hasText: text }).waitFor({ timeout: 15_000 });
+    }
+    await a.locator("li.msg.pending").first().waitFor({ state: "detached", timeout: 5_000 });
+    await delay(300); // let any duplicate arrive before counting
+    for (const p of [a, b]) {
+      for (const text of texts) assert.equal(await p.locator("li.msg").filter({ hasText: text }).count(), 1, `"${text}" once`);
+      assert.deepEqual((await delivered(p).locator(".text").allTextContents()).slice(-3), texts, "commit order");
+    }
+    assert.deepEqual((await serverTexts(ids.general)).slice(-3), texts, "stored once each, in order");
+    // Each post kept its stored key on every attempt, before and after the reload.
+    assert.deepEqual(
+      [...new Set(keys)].sort(),
+      stored.map((c) => c.key).sort(),
+      "the reloaded page sent the keys stored before the reload",
+    );
+    t.diagnostic(`${keys.length} PostMessage attempts after the reload for 3 posts`);
+    assert.equal(await a.evaluate(() => document.querySelectorAll("li.msg.pending, li.msg.failed").length), 0);
+  });
+
+  test("SIGKILL while a post is in flight: the server committed it, the answer was lost; after the restart it exists once", { timeout: 120_000 }, async (t) => {
+    const a = pages.userA.page;
+    const b = pages.userB.page;
+    const text = "in flight at SIGKILL";
+    const keys = [];
+    const onRequest = (req) => {
+      if (req.url().endsWith("/PostMessage")) keys.push(req.headers()["idempotency-key"]);
+    };
+    a.on("request", onRequest);
+    t.after(() => a.off("request", onRequest));
+    let committed;
+    const inFlight = "**/sluice.message.v1.MessageService/PostMessage";
+    t.after(() => a.unroute(inFlight).catch(() => {}));
+    const killed = new Promise((resolve, reject) => {
+      a.route(
+        inFlight,
+        async (route) => {
+          try {
+            // The request reaches the server and commits; the server dies
+            // before the page gets the answer.
+            const res = await route.fetch({ timeout: 10_000 });
+            committed = res.status();
+            await server.kill();
+            await route.abort("connectionreset");
+            resolve();
+          } catch (err) {
+            reject(err);
+          }
+        },
+        { times: 1 },
+      );
+    });
+    await postFromPage(a, text);
+    await killed;
+    assert.equal(committed, 200, "the first attempt was committed");
+    // Shown pending, or already delivered: the stream may have carried the
+    // commit to the page before the kill (then the pending copy is hidden).
+    await a.locator("li.msg").filter({ hasText: text }).first().waitFor();
+    await a.waitForFunction(() => document.body.dataset.conn === "reconnecting", null, { timeout: 10_000 });
+    assert.equal(await a.locator("li.msg").filter({ hasText: text }).count(), 1, "never shown twice");
+    await server.start();
+    for (const p of [a, b]) await delivered(p).filter({ hasText: text }).waitFor({ timeout: 20_000 });
+    await a.locator("li.msg.pending").filter({ hasText: text }).waitFor({ state: "detached", timeout: 5_000 });
+    await delay(300);
+    for (const p of [a, b]) assert.equal(await p.locator("li.msg").filter({ hasText: text }).count(), 1);
+    assert.equal((await serverTexts(ids.general)).filter((x) => x === text).length, 1, "stored once");
+    assert.ok(keys.length >= 2, `retried (${keys.length} attempts)`);
+    assert.equal(new Set(keys).size, 1, "every attempt carried the same Idempotency-Key");
+  });
+
+  test("a post the server refuses shows as failed, is not dropped, and can be discarded", { timeout: 60_000 }, async () => {
+    const a = pages.userA.page;
+    // BEL is a control character: invalid_argument on text, whatever the retries.
+    const text = "refused \u0007 post";
+    await postFromPage(a, text);
+    const failed = a.locator('li.msg.failed[data-state="failed"]').filter({ hasText: "refused" });
+    await failed.waitFor({ timeout: 10_000 });
+    assert.match((await failed.locator(".outbox-error").textContent()) ?? "", /invalid_argument/);
+    await delay(500);
+    assert.equal(await failed.count(), 1, "still shown: not dropped");
+    assert.ok((await serverTexts(ids.general)).every((x) => !x.startsWith("refused")));
+    mkdirSync(resultsDir, { recursive: true });
+    await a.screenshot({ path: path.join(resultsDir, "channel-failed-post.png") });
+    await failed.locator("button", { hasText: "Discard" }).click();
+    await failed.waitFor({ state: "detached" });
+    const left = await a.evaluate(
+      () =>
+        new Promise((resolve, reject) => {
+          const req = indexedDB.open("sluice-outbox");
+          req.onerror = () => reject(req.error);
+          req.onsuccess = () => {
+            const all = req.result.transaction("calls").objectStore("calls").count();
+            all.onsuccess = () => resolve(all.result);
+          };
+        }),
+    );
+    assert.equal(left, 0, "discarded from IndexedDB too");
+  });
+
+  test("a channel of 5,000 messages opens on the newest 50 and pages older ones in, in order, as the user scrolls up", { timeout: 240_000 }, async (t) => {
+    const token = await login(server.base, "userA");
+    const created = await rpc(server.base, "sluice.channel.v1.ChannelService/CreateChannel", { orgId: ids.org, name: "firehose" }, token);
+    const channelId = created.channel.id;
+    const n = 5000;
+    const started = Date.now();
+    await postMany(
+      server.base,
+      token,
+      channelId,
+      Array.from({ length: n }, (_, i) => `firehose #${i + 1}`),
+      8,
+    );
+    t.diagnostic(`posted ${n} messages in ${Date.now() - started} ms`);
+    // Concurrent posts commit in any order: the server's order is the truth.
+    const want = (await serverTexts(channelId, "userA")).filter((x) => x.startsWith("firehose #"));
+    assert.equal(want.length, n);
+
+    const { context, page } = await openAs(browser, server.base, "userA", { path: `/chat/${encodeURIComponent(channelId)}`, errors });
+    try {
+      const texts = () => page.locator("li.msg:not(.system) .text").allTextContents();
+      const count = () => page.locator("li.msg:not(.system)").count();
+      await page.waitForFunction(() => document.querySelectorAll("li.msg").length >= 50, null, { timeout: 20_000 });
+      await delay(300);
+      assert.equal(await count(), 50, "the window: the newest 50");
+      assert.deepEqual(await texts(), want.slice(-50));
+      assert.equal(await page.locator('[data-testid="history"]').getAttribute("data-state"), "more");
+
+      const scrollUp = () => page.locator('[data-testid="messages"]').evaluate((el) => (el.scrollTop = 0));
+      const pagingStarted = Date.now();
+      await scrollUp();
+      await page.waitForFunction(() => document.querySelectorAll("li.msg").length >= 100, null, { timeout: 10_000 });
+      await delay(200);
+      assert.equal(await count(), 100, "one page of 50 more");
+      assert.deepEqual(await texts(), want.slice(-100), "prepended in order");
+      // The view stayed on the message the user was reading, not the top.
+      assert.ok((await page.locator('[data-testid="messages"]').evaluate((el) => el.scrollTop)) > 500);
+
+      // Keep scrolling up until the beginning of the channel, as a user
+      // holding the list at its top would (driven inside the page: one
+      // round trip instead of several per page).
+      const pages = await page.evaluate(async (limit) => {
+        const list = document.querySelector('[data-testid="messages"]');
+        const edge = () => document.querySelector('[data-testid="history"]')?.dataset.state;
+        let loads = 0;
+        while (edge() !== "start") {
+          if (++loads > limit) throw new Error(`still not at the beginning after ${limit} pages`);
+          const before = list.querySelectorAll("li.msg").length;
+          list.scrollTop = 0;
+          const deadline = Date.now() + 10_000;
+          while (list.querySelectorAll("li.msg").length === before && edge() !== "start") {
+            if (Date.now() > deadline) throw new Error(`no page loaded after ${before} messages (edge: ${edge()})`);
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+        return loads;
+      }, n / 50 + 5);
+      t.diagnostic(`paged back through ${n} messages (${pages + 1} scrolls to the top) in ${Date.now() - pagingStarted} ms`);
+      await page.locator('[data-testid="history"][data-state="start"]').waitFor();
+      assert.deepEqual(await texts(), want, "every message once, in commit order");
+      const keys = await page.locator("li.msg").evaluateAll((els) => els.map((e) => e.dataset.key));
+      assert.equal(new Set(keys).size, keys.length, "no message twice");
+      assert.match((await page.locator("li.msg").first().textContent()) ?? "", /created|channel/i, "the channel's first (system) message comes first");
+
+      // Live messages still arrive at the bottom.
+      await rpc(server.base, "sluice.message.v1.MessageService/PostMessage", { channelId, text: "after the paging" }, token);
+      await page.locator("li.msg").last().filter({ hasText: "after the paging" }).waitFor({ timeout: 5_000 });
+    } finally {
+      await context.close();
     }
     assert.deepEqual(errors, [], "no uncaught errors in the pages");
   });

@@ -4,7 +4,7 @@
 // from Node (JSON over fetch, no generated code, no Go); and Chromium via
 // playwright-core. Every wait is bounded.
 import { execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -151,6 +151,14 @@ export class Server {
     }
   }
 
+  /** kill ends the process with SIGKILL (no shutdown at all) and waits until it is gone. */
+  async kill() {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill("SIGKILL");
+    await Promise.race([this.exited, delay(10_000)]);
+  }
+
   tail(lines = 40) {
     return this.log.join("").split("\n").slice(-lines).join("\n");
   }
@@ -185,8 +193,8 @@ export function removeDir(dir) {
  * client can. It resolves with the response message, or rejects with an
  * error carrying the Connect `code` ("permission_denied", …).
  */
-export async function rpc(base, procedure, body = {}, token) {
-  const headers = { "content-type": "application/json" };
+export async function rpc(base, procedure, body = {}, token, extraHeaders = {}) {
+  const headers = { "content-type": "application/json", ...extraHeaders };
   if (token) headers.authorization = `Bearer ${token}`;
   const res = await fetch(`${base}/${procedure}`, {
     method: "POST",
@@ -201,6 +209,45 @@ export async function rpc(base, procedure, body = {}, token) {
     throw err;
   }
   return json;
+}
+
+/**
+ * listScope returns every live record of a scope through SyncService.List
+ * (pages of 500), oldest first: the order a client shows them in.
+ */
+export async function listScope(base, token, scope) {
+  const out = [];
+  for (let before = "0"; ; ) {
+    const page = await rpc(base, "sluice.sync.v1.SyncService/List", { scope, beforeSeq: before, limit: 500 }, token);
+    out.push(...(page.records ?? []));
+    if (!page.nextBeforeSeq || page.nextBeforeSeq === "0") break;
+    before = page.nextBeforeSeq;
+  }
+  return out.reverse();
+}
+
+/**
+ * postMany posts texts to a channel with `concurrency` calls in flight
+ * (commit order is then not text order: read it back with listScope).
+ */
+export async function postMany(base, token, channelId, texts, concurrency = 16) {
+  let next = 0;
+  const worker = async () => {
+    while (next < texts.length) {
+      const text = texts[next++];
+      const key = { "idempotency-key": randomUUID() }; // the same on every retry: posted once
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await rpc(base, "sluice.message.v1.MessageService/PostMessage", { channelId, text }, token, key);
+          break;
+        } catch (err) {
+          if (attempt >= 5 || !["unavailable", "resource_exhausted", "aborted", undefined].includes(err.code)) throw err;
+          await delay(100 * attempt);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
 /** login returns a session token for a development user. */

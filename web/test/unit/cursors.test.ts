@@ -128,4 +128,33 @@ describe("SyncState", () => {
     const s = new SyncState({ scopes: [{ scope: "channel/c", afterSeq: BigInt(4) }, "channel/c"], records: ["a", { key: "a", version: BigInt(3) }] });
     expect(cursors(s)).toEqual({ records: { a: 3 }, scopes: { "channel/c": 4 } });
   });
+
+  it("keeps a window's limit on every request, resumed or reset", () => {
+    const s = new SyncState({ scopes: [{ scope: "channel/c", limit: 50 }, "channel/d"] });
+    const limits = () => Object.fromEntries(s.request().scopes.map((t) => [t.scope, [Number(t.afterSeq), t.limit]]));
+    expect(limits()).toEqual({ "channel/c": [0, 50], "channel/d": [0, 0] });
+    s.apply(msg("1", 1, 7, { snapshot: true }));
+    s.apply(synced({ "channel/c": 7 }));
+    expect(limits()["channel/c"]).toEqual([7, 50]);
+    s.apply(reset("channel/c", 100));
+    expect(limits()["channel/c"]).toEqual([0, 50]);
+  });
+
+  it("merges history without moving cursors, duplicating, or resurrecting", () => {
+    const s = new SyncState({ scopes: [{ scope: "channel/c", limit: 2 }] });
+    s.apply(msg("5", 1, 5, { snapshot: true }));
+    s.apply(msg("6", 1, 6, { snapshot: true }));
+    s.apply(synced({ "channel/c": 6 }));
+    s.apply(removed("message/c/4", "channel/c", 2, 7));
+    expect(s.oldestSeq("channel/c")).toBe(BigInt(5));
+    const rec = (id: string, v: number, seq: number) => {
+      const ev = msg(id, v, seq);
+      return ev.event.case === "record" ? ev.event.value.record! : undefined!;
+    };
+    const added = s.merge([rec("9", 1, 9), rec("6", 1, 6), rec("4", 1, 4), rec("3", 1, 3), rec("2", 1, 2)]);
+    expect(added.map((e) => e.key)).toEqual(["message/c/2", "message/c/3", "message/c/9"]);
+    expect(s.list("message/").map((e) => e.key)).toEqual(["message/c/2", "message/c/3", "message/c/5", "message/c/6", "message/c/9"]);
+    expect(cursors(s).scopes).toEqual({ "channel/c": 7 });
+    expect(s.merge([{ ...rec("1", 1, 1), scope: "channel/other" }])).toEqual([]);
+  });
 });
