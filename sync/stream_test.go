@@ -44,6 +44,7 @@ type run struct {
 	t      *testing.T
 	events chan *syncv1.SubscribeResponse
 	done   chan error
+	synced bool // versions saw the SyncedEvent
 }
 
 // open starts a stream of targets. send, if not nil, runs after each event
