@@ -38,8 +38,12 @@
 // Streams. A stream joins the Hub for its scopes before it reads anything
 // (the Hub's first stream of a scope waits until the NATS server has the
 // subscription and reads the scope's seq as the start of its ordered feed),
-// then reads its catch-up from one repeatable-read snapshot and merges the
-// live changes queued meanwhile. A record target resumed at version v
+// then reads its catch-up and merges the live changes queued meanwhile.
+// A scope snapshot is read and sent in pages of 500 without holding a
+// transaction, then brought up to date with the changes committed while
+// it was read, so at the SyncedEvent the client holds the scope's whole
+// state as of the cursor the event carries. A record target resumed at
+// version v
 // catches up with every version after v, replayed from the history (the
 // current version, coalesced, when that is pruned or longer than 1024); a
 // scope target resumed at seq s with every change after s (a ResetEvent
