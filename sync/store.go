@@ -328,13 +328,20 @@ func (t *Tx) Delete(ctx context.Context, key string) (Change, error) {
 // KeysMatching returns the keys of live (not deleted) records that start
 // with prefix and end with suffix, sorted.
 func (t *Tx) KeysMatching(ctx context.Context, prefix, suffix string) ([]string, error) {
-	recs, err := matching(ctx, t.tx, prefix, suffix)
+	// Every match, however many: a caller removes or counts them all (a
+	// removal that took only the first thousand memberships left the rest
+	// readable). Keys only, so a large set stays small.
+	rows, err := t.tx.Query(ctx, `
+		SELECT key FROM records
+		WHERE left(key, length($1)) = $1 AND right(key, length($2)) = $2
+		  AND length(key) >= length($1) + length($2) AND NOT deleted
+		ORDER BY key`, prefix, suffix)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("keys %s…%s: %w", prefix, suffix, translate(err))
 	}
-	keys := make([]string, len(recs))
-	for i := range recs {
-		keys[i] = recs[i].Key
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("keys %s…%s: %w", prefix, suffix, translate(err))
 	}
 	return keys, nil
 }
