@@ -346,27 +346,27 @@ func (t *Tx) KeysMatching(ctx context.Context, prefix, suffix string) ([]string,
 	return keys, nil
 }
 
-// Matching returns the live records whose key starts with prefix and ends
-// with suffix, sorted by key, at most 1000.
-func (s *Store) Matching(ctx context.Context, prefix, suffix string) ([]Change, error) {
-	return matching(ctx, s.pool, prefix, suffix)
-}
-
-func matching(ctx context.Context, q querier, prefix, suffix string) ([]Change, error) {
-	rows, err := q.Query(ctx, `
+// Matching returns a page of the live records whose key starts with
+// prefix and ends with suffix, sorted by key: the first limit with a key
+// after after ("" for the first page), and whether more follow.
+func (s *Store) Matching(ctx context.Context, prefix, suffix, after string, limit int) (recs []Change, more bool, err error) {
+	rows, err := s.pool.Query(ctx, `
 		SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
 		FROM records
 		WHERE left(key, length($1)) = $1 AND right(key, length($2)) = $2
-		  AND length(key) >= length($1) + length($2) AND NOT deleted
-		ORDER BY key LIMIT 1000`, prefix, suffix)
+		  AND length(key) >= length($1) + length($2) AND NOT deleted AND key > $3
+		ORDER BY key LIMIT $4`, prefix, suffix, after, limit+1)
 	if err != nil {
-		return nil, fmt.Errorf("records %s…%s: %w", prefix, suffix, translate(err))
+		return nil, false, fmt.Errorf("records %s…%s: %w", prefix, suffix, translate(err))
 	}
-	out, err := pgx.CollectRows(rows, scanChangeRow)
+	recs, err = pgx.CollectRows(rows, scanChangeRow)
 	if err != nil {
-		return nil, fmt.Errorf("records %s…%s: %w", prefix, suffix, translate(err))
+		return nil, false, fmt.Errorf("records %s…%s: %w", prefix, suffix, translate(err))
 	}
-	return out, nil
+	if len(recs) > limit {
+		return recs[:limit], true, nil
+	}
+	return recs, false, nil
 }
 
 // Page returns up to limit live records of scope whose key starts with

@@ -337,13 +337,18 @@ func (s *Service) ArchiveChannel(ctx context.Context, req *connect.Request[chann
 }
 
 type listCmd struct {
-	OrgID string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
+	OrgID    string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
+	PageSize int32  `field:"page_size" validate:"gte=0,lte=500"`
 }
 
 // ListChannels lists an organization's channels and those the caller is in.
 func (s *Service) ListChannels(ctx context.Context, req *connect.Request[channelv1.ListChannelsRequest]) (*connect.Response[channelv1.ListChannelsResponse], error) {
-	cmd := listCmd{OrgID: req.Msg.GetOrgId()}
+	cmd := listCmd{OrgID: req.Msg.GetOrgId(), PageSize: req.Msg.GetPageSize()}
 	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	after, err := edge.ParsePageToken("page_token", req.Msg.GetPageToken())
+	if err != nil {
 		return nil, err
 	}
 	res := authz.Resource{Params: map[string]string{"org_id": cmd.OrgID}}
@@ -351,24 +356,33 @@ func (s *Service) ListChannels(ctx context.Context, req *connect.Request[channel
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
-	chans, err := s.store.Matching(ctx, "channel/"+cmd.OrgID+".", "")
+	chans, more, err := s.store.Matching(ctx, "channel/"+cmd.OrgID+".", "", after, edge.PageSize(cmd.PageSize))
 	if err != nil {
 		return nil, err
 	}
 	out := &channelv1.ListChannelsResponse{}
+	var memberKeys []string
 	for i := range chans {
 		ch := &channelv1.Channel{}
 		if err := chans[i].DecodeInto(ch); err != nil {
 			return nil, err
 		}
 		out.Channels = append(out.Channels, ch)
+		memberKeys = append(memberKeys, m.ChanMemberKey(ch.GetId(), p.ID))
 	}
-	joined, err := s.store.Matching(ctx, "chanmember/"+cmd.OrgID+".", "/"+p.ID)
+	if more {
+		out.NextPageToken = edge.PageToken(chans[len(chans)-1].Key)
+	}
+	// The caller's memberships among this page's channels.
+	joined, err := s.store.Records(ctx, memberKeys)
 	if err != nil {
 		return nil, err
 	}
 	for i := range joined {
 		cm := &channelv1.ChannelMember{}
+		if joined[i].Deleted {
+			continue
+		}
 		if err := joined[i].DecodeInto(cm); err != nil {
 			return nil, err
 		}

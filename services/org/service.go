@@ -289,17 +289,33 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 	return connect.NewResponse(&orgv1.RemoveMemberResponse{Written: c.RecordVersion()}), nil
 }
 
-// ListMyOrgs lists the caller's organizations and roles.
-func (s *Service) ListMyOrgs(ctx context.Context, _ *connect.Request[orgv1.ListMyOrgsRequest]) (*connect.Response[orgv1.ListMyOrgsResponse], error) {
+type listMineCmd struct {
+	PageSize int32 `field:"page_size" validate:"gte=0,lte=500"`
+}
+
+// ListMyOrgs lists a page of the caller's organizations and roles, in
+// organization id order.
+func (s *Service) ListMyOrgs(ctx context.Context, req *connect.Request[orgv1.ListMyOrgsRequest]) (*connect.Response[orgv1.ListMyOrgsResponse], error) {
+	cmd := listMineCmd{PageSize: req.Msg.GetPageSize()}
+	if err := s.valid.Struct(cmd); err != nil {
+		return nil, err
+	}
+	after, err := edge.ParsePageToken("page_token", req.Msg.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	if err := s.policies.Authorize(ctx, orgv1connect.OrgServiceListMyOrgsProcedure, authz.Resource{}); err != nil {
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
-	mems, err := s.store.Matching(ctx, "orgmember/", "/"+p.ID)
+	mems, more, err := s.store.Matching(ctx, "orgmember/", "/"+p.ID, after, edge.PageSize(cmd.PageSize))
 	if err != nil {
 		return nil, err
 	}
 	res := &orgv1.ListMyOrgsResponse{}
+	if more {
+		res.NextPageToken = edge.PageToken(mems[len(mems)-1].Key)
+	}
 	keys := make([]string, 0, len(mems))
 	roles := map[string]orgv1.Role{}
 	for i := range mems {
@@ -317,6 +333,7 @@ func (s *Service) ListMyOrgs(ctx context.Context, _ *connect.Request[orgv1.ListM
 	if err != nil {
 		return nil, err
 	}
+	byKey := make(map[string]*orgv1.Org, len(orgs))
 	for i := range orgs {
 		if orgs[i].Deleted {
 			continue
@@ -325,7 +342,12 @@ func (s *Service) ListMyOrgs(ctx context.Context, _ *connect.Request[orgv1.ListM
 		if err := orgs[i].DecodeInto(o); err != nil {
 			return nil, err
 		}
-		res.Orgs = append(res.Orgs, &orgv1.MyOrg{Org: o, Role: roles[orgs[i].Key]})
+		byKey[orgs[i].Key] = o
+	}
+	for _, k := range keys { // membership (organization id) order
+		if o, ok := byKey[k]; ok {
+			res.Orgs = append(res.Orgs, &orgv1.MyOrg{Org: o, Role: roles[k]})
+		}
 	}
 	return connect.NewResponse(res), nil
 }

@@ -51,12 +51,27 @@ export function chatView(app: App, channelId: string): View {
   let cleanup: () => void = () => {};
 
   async function loadSidebar(): Promise<OrgChannels[]> {
-    const { orgs } = await client.org.listMyOrgs({});
+    // Both lists come in pages; read every page.
+    const orgs: MyOrg[] = [];
+    let orgToken = "";
+    do {
+      const res = await client.org.listMyOrgs({ pageToken: orgToken });
+      orgs.push(...res.orgs);
+      orgToken = res.nextPageToken;
+    } while (orgToken !== "");
     return Promise.all(
       orgs.map(async (org) => {
-        const res = await client.channel.listChannels({ orgId: org.org!.id });
-        const channels = [...res.channels].sort((a, b) => a.name.localeCompare(b.name));
-        return { org, channels, joined: new Set(res.joinedChannelIds) };
+        const all: Channel[] = [];
+        const joined = new Set<string>();
+        let token = "";
+        do {
+          const res = await client.channel.listChannels({ orgId: org.org!.id, pageToken: token });
+          all.push(...res.channels);
+          res.joinedChannelIds.forEach((id) => joined.add(id));
+          token = res.nextPageToken;
+        } while (token !== "");
+        const channels = all.sort((a, b) => a.name.localeCompare(b.name));
+        return { org, channels, joined };
       }),
     );
   }

@@ -23,8 +23,13 @@ const (
 )
 
 type ListChannelsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// page_size is 1 to 500; 0 means 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous answer's next_page_token; empty: the first
+	// page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -66,13 +71,30 @@ func (x *ListChannelsRequest) GetOrgId() string {
 	return ""
 }
 
+func (x *ListChannelsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListChannelsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListChannelsResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Channels []*Channel             `protobuf:"bytes,1,rep,name=channels,proto3" json:"channels,omitempty"`
-	// joined_channel_ids are the channels the caller is a member of.
+	// joined_channel_ids are the channels of this page the caller is a
+	// member of.
 	JoinedChannelIds []string `protobuf:"bytes,2,rep,name=joined_channel_ids,json=joinedChannelIds,proto3" json:"joined_channel_ids,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// next_page_token asks for the next page; empty when this is the last.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListChannelsResponse) Reset() {
@@ -117,6 +139,13 @@ func (x *ListChannelsResponse) GetJoinedChannelIds() []string {
 		return x.JoinedChannelIds
 	}
 	return nil
+}
+
+func (x *ListChannelsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Channel is the payload of `channel/<id>`.
@@ -639,12 +668,16 @@ var File_sluice_channel_v1_channel_proto protoreflect.FileDescriptor
 
 const file_sluice_channel_v1_channel_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/channel/v1/channel.proto\x12\x11sluice.channel.v1\x1a\x19sluice/sync/v1/sync.proto\",\n" +
+	"\x1fsluice/channel/v1/channel.proto\x12\x11sluice.channel.v1\x1a\x19sluice/sync/v1/sync.proto\"h\n" +
 	"\x13ListChannelsRequest\x12\x15\n" +
-	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"|\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xa4\x01\n" +
 	"\x14ListChannelsResponse\x126\n" +
 	"\bchannels\x18\x01 \x03(\v2\x1a.sluice.channel.v1.ChannelR\bchannels\x12,\n" +
-	"\x12joined_channel_ids\x18\x02 \x03(\tR\x10joinedChannelIds\"\x98\x01\n" +
+	"\x12joined_channel_ids\x18\x02 \x03(\tR\x10joinedChannelIds\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\x98\x01\n" +
 	"\aChannel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x12\n" +

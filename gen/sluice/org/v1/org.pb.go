@@ -630,7 +630,12 @@ func (x *OrgRole) GetTeamIds() []string {
 }
 
 type ListMyOrgsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is 1 to 500; 0 means 100.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous answer's next_page_token; empty: the first
+	// page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -665,9 +670,25 @@ func (*ListMyOrgsRequest) Descriptor() ([]byte, []int) {
 	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{10}
 }
 
+func (x *ListMyOrgsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMyOrgsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListMyOrgsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Orgs          []*MyOrg               `protobuf:"bytes,1,rep,name=orgs,proto3" json:"orgs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Orgs  []*MyOrg               `protobuf:"bytes,1,rep,name=orgs,proto3" json:"orgs,omitempty"`
+	// next_page_token asks for the next page; empty when this is the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -707,6 +728,13 @@ func (x *ListMyOrgsResponse) GetOrgs() []*MyOrg {
 		return x.Orgs
 	}
 	return nil
+}
+
+func (x *ListMyOrgsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // MyOrg is an organization and the caller's role in it.
@@ -1322,10 +1350,14 @@ const file_sluice_org_v1_org_proto_rawDesc = "" +
 	"\aOrgRole\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.sluice.org.v1.RoleR\x04role\x12\x19\n" +
-	"\bteam_ids\x18\x03 \x03(\tR\ateamIds\"\x13\n" +
-	"\x11ListMyOrgsRequest\">\n" +
+	"\bteam_ids\x18\x03 \x03(\tR\ateamIds\"O\n" +
+	"\x11ListMyOrgsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"f\n" +
 	"\x12ListMyOrgsResponse\x12(\n" +
-	"\x04orgs\x18\x01 \x03(\v2\x14.sluice.org.v1.MyOrgR\x04orgs\"V\n" +
+	"\x04orgs\x18\x01 \x03(\v2\x14.sluice.org.v1.MyOrgR\x04orgs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"V\n" +
 	"\x05MyOrg\x12$\n" +
 	"\x03org\x18\x01 \x01(\v2\x12.sluice.org.v1.OrgR\x03org\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.sluice.org.v1.RoleR\x04role\"H\n" +
