@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +151,56 @@ func TestJWTFarFutureExpiry(t *testing.T) {
 	}
 	if got := res.Msg.GetSessionExpiresAt().AsTime(); !got.Equal(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)) {
 		t.Fatalf("session_expires_at = %v", got)
+	}
+}
+
+// TestLoginWaitsForAHashSlot: password checks run at most cap(hashSlots)
+// at once. A login waits for a slot to come free; when none does within
+// hashWait it is answered unavailable through the AuthService (and the
+// caller's throttle budget is not charged), without hashing anything.
+// Not parallel: it holds the process-wide slots.
+func TestLoginWaitsForAHashSlot(t *testing.T) {
+	users, err := ParseUsers([]byte(cheapUsersFile(t, "alice")), ".yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newAuthServer(t, authServerConfig{login: users, service: ServiceConfig{Throttle: ThrottleConfig{PerUser: Rate{Attempts: 1, Per: time.Hour, Burst: 1}, PerAddress: Rate{Attempts: 1, Per: time.Hour, Burst: 1}}}})
+	ctx := context.Background()
+	for range cap(hashSlots) {
+		hashSlots <- struct{}{}
+	}
+	held := cap(hashSlots)
+	defer func() {
+		for range held {
+			<-hashSlots
+		}
+	}()
+
+	for range 3 { // more than the throttle allows: refusals are not charged
+		start := time.Now()
+		_, err := srv.client.Login(ctx, connect.NewRequest(&authv1.LoginRequest{Username: "alice", Password: "alice-pw"}))
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("login with every slot held = %v, want unavailable", err)
+		}
+		if waited := time.Since(start); waited < hashWait {
+			t.Fatalf("answered after %v, before waiting %v for a slot", waited, hashWait)
+		}
+		if strings.Contains(err.Error(), "saturated") {
+			t.Fatalf("internal cause leaked: %v", err)
+		}
+	}
+
+	// A slot freed while a login waits lets it through.
+	go func() {
+		time.Sleep(hashWait / 5)
+		<-hashSlots
+	}()
+	held--
+	res, err := srv.client.Login(ctx, connect.NewRequest(&authv1.LoginRequest{Username: "alice", Password: "alice-pw"}))
+	if err != nil || res.Msg.GetUserId() != "alice" {
+		t.Fatalf("login after a slot came free = %v, %v", res, err)
+	}
+	if n := len(hashSlots); n != held {
+		t.Fatalf("%d slots held after the login, want %d (its own released)", n, held)
 	}
 }

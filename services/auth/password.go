@@ -1,17 +1,53 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	gosync "sync"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 )
+
+// hashSlots bounds the password checks computed at once to about the
+// number of CPUs: each argon2id check holds its memory cost (19 MiB by
+// default) while it runs, so a burst of logins queues here instead of
+// growing the heap by one hash per request.
+var hashSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+// hashWait is how long a login waits for a slot before it is answered
+// unavailable (retry later): a saturated server says so quickly.
+const hashWait = time.Second
+
+// errHashBusy is the cause of a login refused for lack of a hash slot.
+var errHashBusy = errors.New("password hashing is saturated")
+
+// acquireHashSlot waits up to hashWait (or until ctx ends) for a hash slot
+// and returns its release, or an error matching ErrUnavailable.
+func acquireHashSlot(ctx context.Context) (release func(), err error) {
+	select {
+	case hashSlots <- struct{}{}:
+		return func() { <-hashSlots }, nil
+	default:
+	}
+	t := time.NewTimer(hashWait)
+	defer t.Stop()
+	select {
+	case hashSlots <- struct{}{}:
+		return func() { <-hashSlots }, nil
+	case <-t.C:
+		return nil, unavailable(errHashBusy)
+	case <-ctx.Done():
+		return nil, unavailable(ctx.Err())
+	}
+}
 
 // Argon2Params are the argon2id cost parameters of new hashes.
 type Argon2Params struct {

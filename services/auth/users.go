@@ -165,8 +165,8 @@ func rolesOf(serverData map[string]any) []string {
 // Verify returns the user if username exists and password matches. It
 // returns ok=false otherwise, in about the same time either way.
 func (u *Users) Verify(username, password string) (User, bool) {
-	user, found, ok := u.check(username, password)
-	if !found || !ok {
+	user, found, ok, err := u.check(context.Background(), username, password)
+	if err != nil || !found || !ok {
 		return User{}, false
 	}
 	return user, true
@@ -193,8 +193,15 @@ func (u *Users) plan(username string) (user User, found bool, hashes []string) {
 }
 
 // check looks username up and checks password against every hash of its
-// plan; only the user's own hash can match.
-func (u *Users) check(username, password string) (user User, found, ok bool) {
+// plan; only the user's own hash can match. It holds one hash slot
+// throughout, and returns an error matching ErrUnavailable when none comes
+// free in time.
+func (u *Users) check(ctx context.Context, username, password string) (user User, found, ok bool, err error) {
+	release, err := acquireHashSlot(ctx)
+	if err != nil {
+		return User{}, false, false, err
+	}
+	defer release()
 	user, found, hashes := u.plan(username)
 	for _, h := range hashes {
 		match, err := CheckPassword(h, password)
@@ -202,7 +209,7 @@ func (u *Users) check(username, password string) (user User, found, ok bool) {
 			ok = true
 		}
 	}
-	return user, found, ok
+	return user, found, ok, nil
 }
 
 var _ PasswordAuthenticator = (*Users)(nil)
@@ -214,9 +221,11 @@ func (u *Users) Name() string { return "file" }
 // username not in the file (after spending the time of a hash check, so
 // that timing does not tell which usernames exist) and ErrRefused for a
 // wrong password.
-func (u *Users) Login(_ context.Context, username, password string, _ LoginMeta) (Identity, error) {
-	user, found, ok := u.check(username, password)
+func (u *Users) Login(ctx context.Context, username, password string, _ LoginMeta) (Identity, error) {
+	user, found, ok, err := u.check(ctx, username, password)
 	switch {
+	case err != nil:
+		return Identity{}, err
 	case !found:
 		return Identity{}, ErrUnknownUser
 	case !ok:
