@@ -59,6 +59,8 @@ type Config struct {
 	// SessionCheck is how often streams re-check their session. Zero
 	// means 5s.
 	SessionCheck time.Duration
+	// StreamLimits bound the streams a user holds open on this instance.
+	StreamLimits auth.StreamLimits
 	// Metrics, when set, counts and times every call.
 	Metrics *ops.Metrics
 	// TracerProvider, when set, traces every call (a server span per RPC,
@@ -225,7 +227,7 @@ func New(cfg Config) (*Server, error) {
 		Scopes:   scopes,
 		Loader:   access.NewLoader(cfg.Store, scopes),
 		Sessions: sessions,
-		Streams:  auth.NewStreams(sessions, cfg.SessionCheck, log),
+		Streams:  auth.NewStreams(sessions, cfg.SessionCheck, cfg.StreamLimits, log),
 		Login:    cfg.Login,
 		Auth:     cfg.Auth,
 		Logger:   log,

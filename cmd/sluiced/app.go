@@ -28,6 +28,7 @@ import (
 	"github.com/sluicehq/sluice/internal/devpg"
 	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/services"
+	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync"
@@ -97,6 +98,9 @@ type Config struct {
 	MaxSnapshot int
 	// SessionCheck is how often streams re-check their session. Default 5s.
 	SessionCheck time.Duration
+	// StreamLimits bound the streams one session and one user hold open
+	// on this instance (defaults 1024 and 4096 streams, 16384 targets).
+	StreamLimits auth.StreamLimits
 	// SMTPAddr is the SMTP server (host:port) notification e-mail goes
 	// through; empty disables e-mail. MailFrom and MailDomain: the sender,
 	// and the domain of recipients (<user id>@MailDomain).
@@ -236,6 +240,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		Auth:         a.auth.Service,
 		Services:     serviceCreds,
 		SessionCheck: cfg.SessionCheck,
+		StreamLimits: cfg.StreamLimits,
 		Logger:       a.log,
 	})
 	if err != nil {
@@ -472,8 +477,10 @@ func (a *App) Serve(ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		// Many streams share one client connection (a backend, a proxy).
-		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 4096},
+		// Streams per connection: enough for a proxy or a backend sharing
+		// a connection, while one connection cannot hold thousands (a
+		// client past it opens another connection or waits).
+		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 250},
 		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		TLSConfig: tc,
 	}

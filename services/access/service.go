@@ -91,7 +91,10 @@ func (s *Service) Watch(ctx context.Context, req *connect.Request[accessv1.Watch
 	if err := s.policies.Authorize(ctx, accessv1connect.AccessServiceWatchProcedure, authz.Resource{}); err != nil {
 		return err
 	}
-	ctx, release := s.streams.Hold(ctx)
+	ctx, release, err := s.streams.Hold(ctx, len(cmd.Questions))
+	if err != nil {
+		return err
+	}
 	defer release()
 	var last []*accessv1.Answer
 	eval := func(ctx context.Context) ([]sync.Dep, error) {

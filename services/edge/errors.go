@@ -50,6 +50,10 @@ func (e *UnavailableError) Error() string { return e.Msg }
 // Unavailable returns an UnavailableError.
 func Unavailable(msg string) error { return &UnavailableError{Msg: msg} }
 
+// Exhausted returns a resource_exhausted error whose message, written for
+// the client, says which limit was reached.
+func Exhausted(msg string) error { return clientError(connect.CodeResourceExhausted, msg) }
+
 // internalMessage is all a client learns about an unexpected error.
 const internalMessage = "internal error"
 

@@ -155,7 +155,10 @@ func (s *Service) readAccess(ctx context.Context, scope string) ([]sync.Dep, syn
 // shuts down.
 func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
 	p := authz.PrincipalFrom(ctx)
-	ctx, release := s.streams.Hold(ctx)
+	ctx, release, err := s.streams.Hold(ctx, len(t.Records)+len(t.Scopes))
+	if err != nil {
+		return err
+	}
 	defer release()
 	out := newSink(ctx, stream.Conn())
 	// Whatever is still held goes out before connect-go ends the stream.
@@ -171,7 +174,7 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 		}
 		snk = &presenceSink{Sink: out, ctx: ctx, svc: s, scopes: here}
 	}
-	err := s.streamer.Stream(ctx, t, snk)
+	err = s.streamer.Stream(ctx, t, snk)
 	var tooLarge *sync.SnapshotTooLargeError
 	if errors.As(err, &tooLarge) {
 		return edge.Invalid("scopes.limit", tooLarge.Error())
