@@ -6,9 +6,13 @@
 package services
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +65,10 @@ type Config struct {
 	SessionCheck time.Duration
 	// StreamLimits bound the streams a user holds open on this instance.
 	StreamLimits auth.StreamLimits
+	// BodyTimeout bounds the time a client takes to send a request body
+	// (a unary request, or the request of a stream); past it the read
+	// fails and the call ends. Zero means 30s.
+	BodyTimeout time.Duration
 	// Metrics, when set, counts and times every call.
 	Metrics *ops.Metrics
 	// TracerProvider, when set, traces every call (a server span per RPC,
@@ -258,7 +266,24 @@ func New(cfg Config) (*Server, error) {
 	// Every response, those connect-go writes on its own included
 	// (unsupported media type, a body over the limit), tells browsers not
 	// to sniff its content type.
+	//
+	// A request body must arrive within bodyTimeout: a client sending a
+	// byte now and then cannot hold a handler and its connection. The
+	// deadline goes once the body is read, so streams live on.
+	bodyTimeout := cmp.Or(cfg.BodyTimeout, 30*time.Second)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(bodyTimeout)) == nil {
+				b := &deadlineBody{ReadCloser: r.Body, rc: rc}
+				if r.ProtoMajor == 1 {
+					// The rest of a body cut off is still on its way: the
+					// connection cannot carry another request.
+					b.timedOut = func() { w.Header().Set("Connection", "close") }
+				}
+				r.Body = b
+			}
+		}
 		mux.ServeHTTP(&nosniffWriter{ResponseWriter: w}, r)
 	})
 	return &Server{handler: handler, health: health, streams: d.Streams, policies: policies, reads: reads}, nil
@@ -276,6 +301,32 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Shutdown() {
 	s.health.Drain()
 	s.streams.Shutdown()
+}
+
+// deadlineBody is a request body read under a deadline that it clears
+// when the body ends. timedOut, if set, runs when the deadline cuts the
+// body off.
+type deadlineBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	timedOut func()
+	done     bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case b.done:
+	case err == io.EOF:
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{}) // best effort: the body is over
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.done = true
+		if b.timedOut != nil {
+			b.timedOut()
+		}
+	}
+	return n, err
 }
 
 // nosniffWriter adds X-Content-Type-Options: nosniff to a response when

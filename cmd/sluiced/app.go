@@ -101,6 +101,9 @@ type Config struct {
 	// StreamLimits bound the streams one session and one user hold open
 	// on this instance (defaults 1024 and 4096 streams, 16384 targets).
 	StreamLimits auth.StreamLimits
+	// BodyTimeout bounds the time a client takes to send a request body.
+	// Default 30s.
+	BodyTimeout time.Duration
 	// SMTPAddr is the SMTP server (host:port) notification e-mail goes
 	// through; empty disables e-mail. MailFrom and MailDomain: the sender,
 	// and the domain of recipients (<user id>@MailDomain).
@@ -241,6 +244,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		Services:     serviceCreds,
 		SessionCheck: cfg.SessionCheck,
 		StreamLimits: cfg.StreamLimits,
+		BodyTimeout:  cfg.BodyTimeout,
 		Logger:       a.log,
 	})
 	if err != nil {
