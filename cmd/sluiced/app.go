@@ -59,8 +59,12 @@ type Config struct {
 	// deployment. Default "sluice".
 	NATSPrefix string
 	// UsersFile is the users file (deepstream shape). Default: the
-	// development users file shipped in the binary.
+	// development users file shipped in the binary, which is refused on
+	// an address other than loopback unless InsecureDevUsers is set.
 	UsersFile string
+	// InsecureDevUsers serves the development users (public passwords)
+	// on any address. Never set it for anything reachable by others.
+	InsecureDevUsers bool
 	// ConfigFile is the configuration file (auth chain, sessions,
 	// throttling, services, TLS, CORS; see docs/sluice.example.yml).
 	// Default none.

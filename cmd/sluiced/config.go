@@ -662,6 +662,12 @@ func OpenAuth(fc *FileConfig, cfg Config, log *slog.Logger) (*AuthSetup, error) 
 		s.close = func() { f.Close(); closeAll() }
 		return s, nil
 	}
+	// Their passwords are public: loopback only, unless forced. An empty
+	// address is an embedding caller serving a listener of its own.
+	if cfg.Addr != "" && !isLoopback(cfg.Addr) && !cfg.InsecureDevUsers && !fc.ForceInsecure {
+		s.Close()
+		return nil, fmt.Errorf("auth: the built-in development users have public passwords and are served on loopback only, not on %s; set -users (SLUICE_USERS) or auth.chain, listen on 127.0.0.1, or pass -insecure-dev-users (SLUICE_INSECURE_DEV_USERS=1) to accept the risk", cfg.Addr)
+	}
 	users, err := auth.ParseUsers(devUsers, ".yml")
 	if err != nil {
 		s.Close()

@@ -303,8 +303,21 @@ func TestOpenAuth(t *testing.T) {
 	}
 	s.Close()
 
-	// Nothing: the development users.
-	s, err = OpenAuth(&FileConfig{}, Config{Addr: ":8080"}, nil)
+	// Nothing: the development users, on loopback only unless forced.
+	if _, err := OpenAuth(&FileConfig{}, Config{Addr: ":8080"}, nil); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("development users on :8080 = %v, want refused", err)
+	}
+	if _, err := OpenAuth(&FileConfig{}, Config{Addr: "10.0.0.1:8080"}, nil); err == nil {
+		t.Fatal("development users on 10.0.0.1 accepted")
+	}
+	for _, c := range []Config{{Addr: ":8080", InsecureDevUsers: true}, {Addr: "[::1]:8080"}, {Addr: "localhost:8080"}} {
+		s, err := OpenAuth(&FileConfig{}, c, nil)
+		if err != nil {
+			t.Fatalf("development users with %+v: %v", c, err)
+		}
+		s.Close()
+	}
+	s, err = OpenAuth(&FileConfig{}, Config{Addr: "127.0.0.1:8080"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
