@@ -137,7 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.rate, "rate", 0, "aggregate writes per second, spread over the writers; 0 means closed loop")
 	fs.StringVar(&c.userPattern, "user-pattern", "", "writer usernames, e.g. bench%d for bench1..benchW; empty: the development users")
 	fs.StringVar(&c.passPattern, "password-pattern", "bench%d-pass", "writer passwords, e.g. bench%d-pass")
-	fs.IntVar(&c.sessions, "sessions", 20, "login sessions shared by the subscribers (round-robin over the writers' users)")
+	fs.IntVar(&c.sessions, "sessions", 20, "login sessions shared by the subscribers (round-robin over the writers' users); sluiced holds at most 1024 streams per session and 4096 per user by default (-max-streams-per-session, -max-streams-per-user)")
 	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 100, "subscriber streams per HTTP/2 connection; 1 gives every stream its own TCP connection, as browsers and mobile apps have (one connection each), while multiplexing many hides the server's per-connection costs")
 	fs.BoolVar(&c.subHTTP1, "sub-http1", false, "subscriber streams over HTTP/1.1 instead of h2c (one stream per connection: needs -streams-per-conn 1), as a browser reaching the server without TLS uses")
 	fs.IntVar(&c.openParallel, "open-parallel", 32, "streams catching up at once during setup")

@@ -67,8 +67,8 @@ type ChannelServiceClient interface {
 	// ArchiveChannel archives a channel: no more messages or joins. The
 	// channel's creator and the organization's owners and admins.
 	ArchiveChannel(context.Context, *connect.Request[v1.ArchiveChannelRequest]) (*connect.Response[v1.ArchiveChannelResponse], error)
-	// ListChannels lists an organization's channels, and which of them the
-	// caller is in. Members of the organization.
+	// ListChannels lists a page of an organization's channels, by id, and
+	// which of them the caller is in. Members of the organization.
 	ListChannels(context.Context, *connect.Request[v1.ListChannelsRequest]) (*connect.Response[v1.ListChannelsResponse], error)
 }
 
@@ -168,8 +168,8 @@ type ChannelServiceHandler interface {
 	// ArchiveChannel archives a channel: no more messages or joins. The
 	// channel's creator and the organization's owners and admins.
 	ArchiveChannel(context.Context, *connect.Request[v1.ArchiveChannelRequest]) (*connect.Response[v1.ArchiveChannelResponse], error)
-	// ListChannels lists an organization's channels, and which of them the
-	// caller is in. Members of the organization.
+	// ListChannels lists a page of an organization's channels, by id, and
+	// which of them the caller is in. Members of the organization.
 	ListChannels(context.Context, *connect.Request[v1.ListChannelsRequest]) (*connect.Response[v1.ListChannelsResponse], error)
 }
 

@@ -75,8 +75,8 @@ type OrgServiceClient interface {
 	// RemoveTeamMember removes a user from a team. Owners and admins, or the
 	// user themselves.
 	RemoveTeamMember(context.Context, *connect.Request[v1.RemoveTeamMemberRequest]) (*connect.Response[v1.RemoveTeamMemberResponse], error)
-	// ListMyOrgs lists the organizations the caller is a member of, with
-	// their role.
+	// ListMyOrgs lists a page of the organizations the caller is a member
+	// of, by id, with their role.
 	ListMyOrgs(context.Context, *connect.Request[v1.ListMyOrgsRequest]) (*connect.Response[v1.ListMyOrgsResponse], error)
 }
 
@@ -217,8 +217,8 @@ type OrgServiceHandler interface {
 	// RemoveTeamMember removes a user from a team. Owners and admins, or the
 	// user themselves.
 	RemoveTeamMember(context.Context, *connect.Request[v1.RemoveTeamMemberRequest]) (*connect.Response[v1.RemoveTeamMemberResponse], error)
-	// ListMyOrgs lists the organizations the caller is a member of, with
-	// their role.
+	// ListMyOrgs lists a page of the organizations the caller is a member
+	// of, by id, with their role.
 	ListMyOrgs(context.Context, *connect.Request[v1.ListMyOrgsRequest]) (*connect.Response[v1.ListMyOrgsResponse], error)
 }
 

@@ -359,8 +359,8 @@ export const ChannelService: GenService<{
     output: typeof ArchiveChannelResponseSchema;
   },
   /**
-   * ListChannels lists an organization's channels, and which of them the
-   * caller is in. Members of the organization.
+   * ListChannels lists a page of an organization's channels, by id, and
+   * which of them the caller is in. Members of the organization.
    *
    * @generated from rpc sluice.channel.v1.ChannelService.ListChannels
    */

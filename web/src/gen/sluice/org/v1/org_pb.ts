@@ -684,8 +684,8 @@ export const OrgService: GenService<{
     output: typeof RemoveTeamMemberResponseSchema;
   },
   /**
-   * ListMyOrgs lists the organizations the caller is a member of, with
-   * their role.
+   * ListMyOrgs lists a page of the organizations the caller is a member
+   * of, by id, with their role.
    *
    * @generated from rpc sluice.org.v1.OrgService.ListMyOrgs
    */
