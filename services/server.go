@@ -204,6 +204,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sessions := auth.NewSessions(cfg.Store, cfg.Sessions)
+	if cfg.Metrics != nil {
+		cfg.Metrics.WatchSessionCache(func() (uint64, uint64) {
+			c := sessions.CacheStats()
+			return c.Hits, c.Misses
+		})
+	}
 	var interceptors []connect.Interceptor
 	if cfg.TracerProvider != nil {
 		// Outermost: the span covers the whole call.

@@ -22,6 +22,10 @@ type Sources struct {
 	Pool      *pgxpool.Pool
 	NATS      *nats.Conn
 	Logger    *slog.Logger
+	// SampleEvery is how often the gauges that query growing tables
+	// (sessions, changes) are read; scrapes in between get the last
+	// answer. Zero means 15s.
+	SampleEvery time.Duration
 }
 
 // metric is one metric of the engine collector and how to read it.
@@ -50,6 +54,7 @@ type engine struct {
 	metrics []metric
 	outbox  [2]*prometheus.Desc
 	jobs    [2]*prometheus.Desc
+	sampled *sampled
 	scrape  *prometheus.Desc
 }
 
@@ -119,6 +124,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 			prometheus.NewDesc("sluice_jobs", "Jobs by kind and state (queued, running, retrying, dead).", []string{"kind", "state"}, nil),
 			prometheus.NewDesc("sluice_jobs_oldest_due_age_seconds", "Age of the oldest job that is due and not finished, by kind.", []string{"kind"}, nil),
 		}
+		e.sampled = newSampled(src.Pool, src.SampleEvery)
 	}
 	if src.NATS != nil {
 		add("sluice_nats_connected", "1 while the NATS connection is up.", g, func(s *snapshot) float64 { return b(s.up) })
@@ -126,7 +132,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 		add("sluice_nats_in_messages_total", "Messages received from NATS.", c, func(s *snapshot) float64 { return float64(s.nats.InMsgs) })
 		add("sluice_nats_out_messages_total", "Messages sent to NATS.", c, func(s *snapshot) float64 { return float64(s.nats.OutMsgs) })
 	}
-	e.scrape = prometheus.NewDesc("sluice_scrape_query_failed", "1 when this scrape's outbox or job query failed.", nil, nil)
+	e.scrape = prometheus.NewDesc("sluice_scrape_query_failed", "1 when a query of this scrape failed (outbox, jobs, sessions, history).", nil, nil)
 	return e
 }
 
@@ -140,6 +146,7 @@ func (e *engine) Describe(ch chan<- *prometheus.Desc) {
 		ch <- e.outbox[1]
 		ch <- e.jobs[0]
 		ch <- e.jobs[1]
+		e.sampled.describe(ch)
 	}
 	ch <- e.scrape
 }
@@ -172,6 +179,10 @@ func (e *engine) Collect(ch chan<- prometheus.Metric) {
 	failed := 0.0
 	if e.src.Pool != nil {
 		if err := e.collectQueries(ch); err != nil {
+			e.src.Logger.Warn("metrics query", "err", err)
+			failed = 1
+		}
+		if err := e.sampled.collect(ch); err != nil {
 			e.src.Logger.Warn("metrics query", "err", err)
 			failed = 1
 		}
