@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
+	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
 )
 
 // opsScraper scrapes an instance's ops listener with the Prometheus text
@@ -100,5 +101,34 @@ func TestMetricsHistory(t *testing.T) {
 	ops.until("sluice_changes_oldest_age_seconds", "time passing", func(v float64) bool { return v >= age+0.2 })
 	if v := ops.value("sluice_scrape_query_failed"); v != 0 {
 		t.Errorf("sluice_scrape_query_failed = %v", v)
+	}
+}
+
+// Every change handed out is timed from its commit to its write to the
+// last stream of the instance that got it.
+func TestMetricsTimeToLastDelivery(t *testing.T) {
+	t.Parallel()
+	app := startApp(t, baseConfig(t))
+	ops := newOpsScraper(t, app)
+	const name = "sluice_fanout_last_delivery_seconds"
+	before := ops.value(name) // the number of observations
+
+	alice := login(t, app.url, "alice")
+	var streams []*events
+	for range 3 {
+		ev := alice.subscribe(t, &syncv1.SubscribeRequest{Records: []*syncv1.RecordTarget{{Key: "user/alice"}}})
+		ev.untilSynced(t)
+		streams = append(streams, ev)
+	}
+	alice.setAvatar(t, "https://example.com/timed.png")
+	for _, ev := range streams {
+		ev.next(t, 10*time.Second)
+	}
+	// One change, three streams: one observation, once all three wrote it.
+	ops.until(name, "the delivery", func(v float64) bool { return v == before+1 })
+	fams := families(t, ops.base)
+	h := fams[name].GetMetric()[0].GetHistogram()
+	if h.GetSampleSum() <= 0 || h.GetSampleSum() > 10 {
+		t.Errorf("time to last delivery sums to %vs, want a positive time under 10s", h.GetSampleSum())
 	}
 }

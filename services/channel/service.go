@@ -161,7 +161,7 @@ type createCmd struct {
 // message and notifications for who may join it, in one transaction.
 func (s *Service) CreateChannel(ctx context.Context, req *connect.Request[channelv1.CreateChannelRequest]) (*connect.Response[channelv1.CreateChannelResponse], error) {
 	cmd := createCmd{OrgID: req.Msg.GetOrgId(), Name: req.Msg.GetName(), TeamID: req.Msg.GetTeamId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
@@ -344,7 +344,7 @@ type listCmd struct {
 // ListChannels lists an organization's channels and those the caller is in.
 func (s *Service) ListChannels(ctx context.Context, req *connect.Request[channelv1.ListChannelsRequest]) (*connect.Response[channelv1.ListChannelsResponse], error) {
 	cmd := listCmd{OrgID: req.Msg.GetOrgId(), PageSize: req.Msg.GetPageSize()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	after, err := edge.ParsePageToken("page_token", req.Msg.GetPageToken())

@@ -123,7 +123,7 @@ type setColorCmd struct {
 // the same transaction (locked), so a concurrent revoke cannot be overtaken.
 func (s *Service) SetColor(ctx context.Context, req *connect.Request[colorv1.SetColorRequest]) (*connect.Response[colorv1.SetColorResponse], error) {
 	cmd := setColorCmd{Color: colorNames[req.Msg.GetColor()]}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
@@ -155,7 +155,7 @@ func (s *Service) SetPermission(ctx context.Context, req *connect.Request[colorv
 	if cmd.UserID != req.Msg.GetUserId() {
 		return nil, edge.Invalid("user_id", "must not have leading or trailing spaces")
 	}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	key := PermissionsKey(cmd.UserID)

@@ -139,7 +139,7 @@ type postCmd struct {
 // notified.
 func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev1.PostMessageRequest]) (*connect.Response[messagev1.PostMessageResponse], error) {
 	cmd := postCmd{ChannelID: req.Msg.GetChannelId(), Text: req.Msg.GetText()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
@@ -256,7 +256,7 @@ func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev
 	if err != nil {
 		return nil, err
 	}
-	if err := s.valid.Struct(editCmd{Text: req.Msg.GetText()}); err != nil {
+	if err := s.valid.Validate(ctx, editCmd{Text: req.Msg.GetText()}); err != nil {
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
@@ -323,7 +323,7 @@ type listCmd struct {
 // ListMessages pages through a channel's current messages in seq order.
 func (s *Service) ListMessages(ctx context.Context, req *connect.Request[messagev1.ListMessagesRequest]) (*connect.Response[messagev1.ListMessagesResponse], error) {
 	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), AfterSeq: req.Msg.GetAfterSeq(), Limit: req.Msg.GetLimit()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	limit := int(cmd.Limit)
@@ -358,7 +358,7 @@ type typingCmd struct {
 // Nothing is stored; an archived channel refuses it like a post.
 func (s *Service) SendTyping(ctx context.Context, req *connect.Request[messagev1.SendTypingRequest]) (*connect.Response[messagev1.SendTypingResponse], error) {
 	cmd := typingCmd{ChannelID: req.Msg.GetChannelId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	res := s.inChannel(authz.PrincipalFrom(ctx), messagev1connect.MessageServiceSendTypingProcedure, cmd.ChannelID)

@@ -55,6 +55,7 @@ type engine struct {
 	outbox  [2]*prometheus.Desc
 	jobs    [2]*prometheus.Desc
 	sampled *sampled
+	latency *prometheus.Desc // the hub's time to last delivery
 	scrape  *prometheus.Desc
 }
 
@@ -96,6 +97,8 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 		add("sluice_hub_fill_failures_total", "Reads of missing changes that failed (retried).", c, func(s *snapshot) float64 { return float64(s.hub.FillFailures) })
 		add("sluice_hub_resets_total", "Scopes whose streams were told to re-read current state.", c, func(s *snapshot) float64 { return float64(s.hub.Resets) })
 		add("sluice_hub_degraded", "1 while NATS does not answer and scopes are followed from Postgres.", g, func(s *snapshot) float64 { return b(s.hub.Degraded) })
+		e.latency = prometheus.NewDesc("sluice_fanout_last_delivery_seconds",
+			"Per change handed out on this instance, the time from its commit to its write to the last stream here that got it.", nil, nil)
 	}
 	if src.Publisher != nil {
 		add("sluice_publisher_published_total", "Committed changes handed to NATS.", c, func(s *snapshot) float64 { return float64(s.pub.Published) })
@@ -141,6 +144,9 @@ func (e *engine) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range e.metrics {
 		ch <- m.desc
 	}
+	if e.latency != nil {
+		ch <- e.latency
+	}
 	if e.src.Pool != nil {
 		ch <- e.outbox[0]
 		ch <- e.outbox[1]
@@ -175,6 +181,10 @@ func (e *engine) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, m := range e.metrics {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.read(&s))
+	}
+	if e.latency != nil {
+		h := s.hub.LastDelivery
+		ch <- prometheus.MustNewConstHistogram(e.latency, h.Count, h.Sum, h.Buckets)
 	}
 	failed := 0.0
 	if e.src.Pool != nil {

@@ -101,7 +101,7 @@ type createCmd struct {
 // CreateOrg creates an organization owned by the caller.
 func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.CreateOrgRequest]) (*connect.Response[orgv1.CreateOrgResponse], error) {
 	cmd := createCmd{Name: req.Msg.GetName()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	if err := s.policies.Authorize(ctx, orgv1connect.OrgServiceCreateOrgProcedure, authz.Resource{}); err != nil {
@@ -297,7 +297,7 @@ type listMineCmd struct {
 // organization id order.
 func (s *Service) ListMyOrgs(ctx context.Context, req *connect.Request[orgv1.ListMyOrgsRequest]) (*connect.Response[orgv1.ListMyOrgsResponse], error) {
 	cmd := listMineCmd{PageSize: req.Msg.GetPageSize()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	after, err := edge.ParsePageToken("page_token", req.Msg.GetPageToken())
@@ -360,7 +360,7 @@ type teamCmd struct {
 // CreateTeam creates a team in an organization.
 func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.CreateTeamRequest]) (*connect.Response[orgv1.CreateTeamResponse], error) {
 	cmd := teamCmd{OrgID: req.Msg.GetOrgId(), Name: req.Msg.GetName()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	team := &orgv1.Team{Id: sync.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
@@ -386,7 +386,7 @@ type teamMemberCmd struct {
 // AddTeamMember adds a member of the organization to a team.
 func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.AddTeamMemberRequest]) (*connect.Response[orgv1.AddTeamMemberResponse], error) {
 	cmd := teamMemberCmd{OrgID: req.Msg.GetOrgId(), TeamID: req.Msg.GetTeamId(), UserID: req.Msg.GetUserId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, "team", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
@@ -413,7 +413,7 @@ func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.
 // RemoveTeamMember removes a user from a team.
 func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[orgv1.RemoveTeamMemberRequest]) (*connect.Response[orgv1.RemoveTeamMemberResponse], error) {
 	cmd := teamMemberCmd{OrgID: req.Msg.GetOrgId(), TeamID: req.Msg.GetTeamId(), UserID: req.Msg.GetUserId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, "remove", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {

@@ -56,7 +56,7 @@ type setAvatarURL struct {
 // SetAvatarUrl sets the caller's avatar URL.
 func (s *Service) SetAvatarUrl(ctx context.Context, req *connect.Request[userv1.SetAvatarUrlRequest]) (*connect.Response[userv1.SetAvatarUrlResponse], error) {
 	cmd := setAvatarURL{AvatarURL: req.Msg.GetAvatarUrl()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	u, c, err := s.update(ctx, userv1connect.UserServiceSetAvatarUrlProcedure, func(u *userv1.User) { u.AvatarUrl = cmd.AvatarURL })
@@ -73,7 +73,7 @@ type setDisplayName struct {
 // SetDisplayName sets the caller's display name.
 func (s *Service) SetDisplayName(ctx context.Context, req *connect.Request[userv1.SetDisplayNameRequest]) (*connect.Response[userv1.SetDisplayNameResponse], error) {
 	cmd := setDisplayName{DisplayName: req.Msg.GetDisplayName()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	u, c, err := s.update(ctx, userv1connect.UserServiceSetDisplayNameProcedure, func(u *userv1.User) { u.DisplayName = cmd.DisplayName })
