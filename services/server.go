@@ -228,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 		edge.DeadlineInterceptor(edge.UnaryTimeout),
 		auth.NewInterceptor(sessions, policies, cfg.Tokens, cfg.Services),
 		edge.IdempotencyInterceptor(),
+		edge.CallerInterceptor(),
 	)...)
 	scopes := NewScopes(modules)
 	d := &kit.Deps{
