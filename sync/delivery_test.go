@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -51,4 +52,37 @@ func TestDeliveryTimedAtTheLastStream(t *testing.T) {
 	if c := d.coalesced.Load(); c != 1 {
 		t.Errorf("coalesced = %d, want 1", c)
 	}
+}
+
+// On a live Hub, a change reaching a record stream and a Watch (an access
+// watch) on its scope is timed once both are done with it.
+func TestDeliveryTimedOverStreamsAndWatches(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	streamer := NewStreamer(r.store, r.hub, StreamerConfig{})
+	sr := r.open(t, StreamerConfig{}, Targets{Scopes: []ScopeTarget{{Scope: "room/1"}}}, nil)
+	sr.expect("synced room/1@0")
+	ctx, cancel := context.WithCancel(context.Background())
+	evals := make(chan struct{}, 10)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- streamer.Watch(ctx, func(context.Context) ([]Dep, error) {
+			evals <- struct{}{}
+			return []Dep{{Key: "doc/1", Scope: "room/1"}}, nil
+		}, func() error { return nil })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-watched
+	})
+	<-evals // joined
+
+	put(t, r.store, "doc/1", "room/1", "one")
+	sr.expect("record doc/1 v1 s1")
+	select {
+	case <-evals:
+	case <-time.After(wait):
+		t.Fatal("the watch did not evaluate again")
+	}
+	eventually(t, "the delivery timed", func() bool { return r.hub.Stats().LastDelivery.Count == 1 })
 }
