@@ -42,7 +42,9 @@ type HubConfig struct {
 	Logger *slog.Logger
 	// TracerProvider, when set, traces the fan-out of every change whose
 	// message carries a trace context: a span per change per instance, a
-	// child of (and linked to) the publication in the write's trace.
+	// child of (and linked to) the publication in the write's trace, that
+	// ends when the last stream here is done with the change (see
+	// HubStats.LastDelivery).
 	TracerProvider trace.TracerProvider
 }
 
