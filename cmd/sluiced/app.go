@@ -233,7 +233,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.metrics = ops.NewMetrics(services.Procedures())
 	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
-		SampleEvery: cfg.MetricsSampleEvery,
+		SampleEvery: cfg.MetricsSampleEvery, SessionIdle: a.auth.Sessions.Idle,
 	}))
 	a.services, err = services.New(services.Config{
 		Metrics:        a.metrics,

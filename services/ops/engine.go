@@ -26,6 +26,9 @@ type Sources struct {
 	// (sessions, changes) are read; scrapes in between get the last
 	// answer. Zero means 15s.
 	SampleEvery time.Duration
+	// SessionIdle is the sessions' idle expiry (auth.SessionsConfig.Idle):
+	// sessions unused for longer are not counted live. Zero: none.
+	SessionIdle time.Duration
 }
 
 // metric is one metric of the engine collector and how to read it.
@@ -127,7 +130,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 			prometheus.NewDesc("sluice_jobs", "Jobs by kind and state (queued, running, retrying, dead).", []string{"kind", "state"}, nil),
 			prometheus.NewDesc("sluice_jobs_oldest_due_age_seconds", "Age of the oldest job that is due and not finished, by kind.", []string{"kind"}, nil),
 		}
-		e.sampled = newSampled(src.Pool, src.SampleEvery)
+		e.sampled = newSampled(src.Pool, src.SampleEvery, src.SessionIdle)
 	}
 	if src.NATS != nil {
 		add("sluice_nats_connected", "1 while the NATS connection is up.", g, func(s *snapshot) float64 { return b(s.up) })

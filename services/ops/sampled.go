@@ -17,6 +17,7 @@ import (
 type sampled struct {
 	pool  *pgxpool.Pool
 	every time.Duration
+	idle  time.Duration // sessions unused this long are not live; 0: no idle expiry
 	descs [3]*prometheus.Desc
 
 	mu   gosync.Mutex
@@ -25,12 +26,12 @@ type sampled struct {
 	err  error // of the last read
 }
 
-func newSampled(pool *pgxpool.Pool, every time.Duration) *sampled {
+func newSampled(pool *pgxpool.Pool, every, idle time.Duration) *sampled {
 	if every <= 0 {
 		every = 15 * time.Second
 	}
-	return &sampled{pool: pool, every: every, descs: [3]*prometheus.Desc{
-		prometheus.NewDesc("sluice_sessions_live", "Sessions neither revoked nor expired, in the whole deployment (sampled).", nil, nil),
+	return &sampled{pool: pool, every: every, idle: max(idle, 0), descs: [3]*prometheus.Desc{
+		prometheus.NewDesc("sluice_sessions_live", "Sessions neither revoked, expired nor idle, in the whole deployment (sampled).", nil, nil),
 		prometheus.NewDesc("sluice_changes_rows", "Rows of the changes table (history and outbox), Postgres's estimate (sampled).", nil, nil),
 		prometheus.NewDesc("sluice_changes_oldest_age_seconds", "Age of the oldest change still in the history: how far back a stream can resume (sampled).", nil, nil),
 	}}
@@ -73,9 +74,10 @@ func (s *sampled) read() error {
 	var age float64
 	err := s.pool.QueryRow(ctx, `
 		SELECT
-			(SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > now()),
+			(SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > now()
+				AND ($1::bigint = 0 OR last_seen_at > now() - make_interval(secs => $1::bigint / 1e6))),
 			COALESCE((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'changes'::regclass), 0),
-			COALESCE((SELECT EXTRACT(EPOCH FROM now() - min(at)) FROM changes), 0)::float8`).Scan(&live, &rows, &age)
+			COALESCE((SELECT EXTRACT(EPOCH FROM now() - min(at)) FROM changes), 0)::float8`, s.idle.Microseconds()).Scan(&live, &rows, &age)
 	if err != nil {
 		return fmt.Errorf("sessions and history: %w", err)
 	}
