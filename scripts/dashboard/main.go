@@ -8,9 +8,9 @@
 //
 //	go run ./scripts/dashboard -out docs/img/dashboard.svg
 //
-// It builds sluiced and sluice-bench from this checkout, uses the Postgres
-// of -database-url (created if missing) and the development users, and
-// takes about two minutes.
+// It builds sluiced and sluice-bench from this checkout, runs sluiced with
+// the development users on a scratch database it creates on the Postgres
+// server of -postgres (and drops afterwards), and takes about two minutes.
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -30,7 +31,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func main() {
@@ -60,16 +60,18 @@ var phases = []phase{
 func run(args []string) error {
 	fs := flag.NewFlagSet("dashboard", flag.ContinueOnError)
 	out := fs.String("out", "docs/img/dashboard.svg", "SVG file to write")
-	dbURL := fs.String("database-url", "postgres://127.0.0.1:5432/sluice_dashboard?sslmode=disable", "Postgres for the server (the database is created if missing)")
+	pgURL := fs.String("postgres", "postgres://127.0.0.1:5432/postgres?sslmode=disable", "a Postgres server (any database of it) on which to create, and afterwards drop, a scratch database for the run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if err := createDatabase(ctx, *dbURL); err != nil {
+	dbURL, drop, err := scratchDatabase(ctx, *pgURL)
+	if err != nil {
 		return err
 	}
+	defer drop()
 	tmp, err := os.MkdirTemp("", "sluice-dashboard-")
 	if err != nil {
 		return err
@@ -95,7 +97,7 @@ func run(args []string) error {
 		return err
 	}
 	defer logf.Close()
-	srv := exec.Command(filepath.Join(tmp, "sluiced"), "serve", "-addr", addr, "-ops-addr", opsAddr, "-database-url", *dbURL)
+	srv := exec.Command(filepath.Join(tmp, "sluiced"), "serve", "-addr", addr, "-ops-addr", opsAddr, "-database-url", dbURL)
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start sluiced: %w", err)
@@ -155,24 +157,40 @@ func machine() string {
 	return fmt.Sprintf("sluiced, Postgres and the bench on %d CPUs, load average %s", runtime.NumCPU(), avg[0])
 }
 
-// createDatabase creates url's database unless it exists.
-func createDatabase(ctx context.Context, url string) error {
+// scratchDatabase creates a fresh database on the server of url for one
+// run and returns its URL and a function that drops it (call it after the
+// server stopped).
+func scratchDatabase(ctx context.Context, url string) (string, func(), error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return fmt.Errorf("database url: %w", err)
+		return "", nil, fmt.Errorf("-postgres: %w", err)
 	}
-	db := cfg.Database
-	cfg.Database = "postgres"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to postgres: %w", err)
+		return "", nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	defer conn.Close(ctx)
-	var pgErr *pgconn.PgError
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil && (!errors.As(err, &pgErr) || pgErr.Code != "42P04") {
-		return fmt.Errorf("create database %s: %w", db, err)
+	name := fmt.Sprintf("sluice_dashboard_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		conn.Close(ctx)
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	return nil
+	drop := func() {
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			fmt.Fprintln(os.Stderr, "dashboard: drop scratch database:", err)
+		}
+	}
+	return withDatabase(url, name), drop, nil
+}
+
+// withDatabase returns url with its database replaced by name.
+func withDatabase(url, name string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return url
+	}
+	u.Path = "/" + name
+	return u.String()
 }
 
 // freeAddr returns a loopback address whose port was free a moment ago.
