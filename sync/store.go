@@ -53,7 +53,7 @@ type Store struct {
 
 	// testHookCommit, when set, ends the transaction instead of COMMIT: a
 	// test stands in for a connection lost while COMMIT was in flight.
-	testHookCommit func(ctx context.Context, tx pgx.Tx) error
+	testHookCommit func(ctx context.Context, tx *txConn) error
 }
 
 // NewStore returns a Store on pool. The caller keeps ownership of pool.
@@ -115,11 +115,13 @@ func (s *Store) Update(ctx context.Context, actor string, fn func(ctx context.Co
 }
 
 func (s *Store) update(ctx context.Context, actor string, fn func(ctx context.Context, tx *Tx) error) ([]Change, error) {
-	ptx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", translate(err))
 	}
-	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	// BEGIN goes with the first statement, in one round trip (txConn).
+	ptx := &txConn{conn: conn}
+	defer ptx.release(context.WithoutCancel(ctx))
 	tx := &Tx{tx: ptx, actor: actor}
 	id, idem := idempotencyFrom(ctx)
 	if idem {
@@ -134,16 +136,24 @@ func (s *Store) update(ctx context.Context, actor string, fn func(ctx context.Co
 	if err := fn(ctx, tx); err != nil {
 		return nil, err
 	}
+	// The idempotency record, if any, travels with COMMIT.
+	var final string
+	var args []any
 	if idem {
-		if err := tx.record(ctx, id); err != nil {
+		if final, args, err = tx.record(id); err != nil {
 			return nil, err
 		}
 	}
 	cctx, span := s.tracer.Start(ctx, "sluice.commit")
 	if s.testHookCommit != nil {
-		err = s.testHookCommit(cctx, ptx)
+		if final != "" {
+			_, err = ptx.Exec(cctx, final, args...)
+		}
+		if err == nil {
+			err = s.testHookCommit(cctx, ptx)
+		}
 	} else {
-		err = ptx.Commit(cctx)
+		err = ptx.CommitAfter(cctx, final, args...)
 	}
 	endSpan(span, err)
 	if err != nil {
@@ -194,7 +204,7 @@ var errReplay = errors.New("idempotent replay")
 // Tx is a write transaction handed to the function of Store.Update. It is
 // not safe for concurrent use and is valid only during that function.
 type Tx struct {
-	tx      pgx.Tx
+	tx      *txConn
 	actor   string
 	changes []Change
 	xid     string // the transaction's id once it wrote a record
