@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/sync"
@@ -42,6 +43,11 @@ type Service struct {
 }
 
 var _ messagev1connect.MessageServiceHandler = (*Service)(nil)
+
+// steps are the shared steps of the service's mutating handlers.
+func (s *Service) steps() kit.Steps {
+	return kit.Steps{Store: s.store, Policies: s.policies, Valid: s.valid}
+}
 
 // NewService returns the MessageService.
 func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator) *Service {
@@ -139,47 +145,39 @@ type postCmd struct {
 // notified.
 func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev1.PostMessageRequest]) (*connect.Response[messagev1.PostMessageResponse], error) {
 	cmd := postCmd{ChannelID: req.Msg.GetChannelId(), Text: req.Msg.GetText()}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
-	scope := m.ChannelKey(cmd.ChannelID)
-	msg := &messagev1.Message{Id: sync.NewID(), ChannelId: cmd.ChannelID, Author: p.ID, Text: cmd.Text}
-	key := m.MessageKey(cmd.ChannelID, msg.Id)
-	res := s.inChannel(p, messagev1connect.MessageServicePostMessageProcedure, cmd.ChannelID)
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServicePostMessageProcedure, res, access.TxFacts(tx)); err != nil {
-			return err
-		}
-		if err := notArchived(ctx, tx, cmd.ChannelID); err != nil {
-			return err
-		}
-		if _, err := tx.Put(ctx, key, scope, msg); err != nil {
-			return err
-		}
-		// Mentioned members who can read the channel get a notification
-		// (and an e-mail): jobs committed with the message, so neither is
-		// lost nor sent for a message that was not written.
-		for _, user := range Mentions(cmd.Text) {
-			if user == p.ID {
-				continue
-			}
-			if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, sync.ErrNotFound) {
-				continue
-			} else if err != nil {
+	id := sync.NewID()
+	key := m.MessageKey(cmd.ChannelID, id)
+	changes, err := s.steps().Write(ctx, messagev1connect.MessageServicePostMessageProcedure, cmd,
+		authz.Question{Params: map[string]string{"channel_id": cmd.ChannelID}},
+		func(ctx context.Context, c kit.Call) error {
+			tx, p := c.Tx, c.Principal
+			if err := notArchived(ctx, tx, cmd.ChannelID); err != nil {
 				return err
 			}
-			if err := tx.Enqueue(ctx, notify.KindMention, notify.Mention{
-				UserID: user, ChannelID: cmd.ChannelID, MessageKey: key, Author: p.ID, Text: cmd.Text,
-			}); err != nil {
+			msg := &messagev1.Message{Id: id, ChannelId: cmd.ChannelID, Author: p.ID, Text: cmd.Text}
+			if _, err := tx.Put(ctx, key, c.Resource.Scope, msg); err != nil {
 				return err
 			}
-		}
-		return nil
-	})
+			// Mentioned members who can read the channel get a notification
+			// (and an e-mail): jobs committed with the message, so neither is
+			// lost nor sent for a message that was not written.
+			for _, user := range Mentions(cmd.Text) {
+				if user == p.ID {
+					continue
+				}
+				if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, sync.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if err := tx.Enqueue(ctx, notify.KindMention, notify.Mention{
+					UserID: user, ChannelID: cmd.ChannelID, MessageKey: key, Author: p.ID, Text: cmd.Text,
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -256,30 +254,21 @@ func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev
 	if err != nil {
 		return nil, err
 	}
-	if err := s.valid.Struct(editCmd{Text: req.Msg.GetText()}); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
 	key := req.Msg.GetKey()
-	res := resolveKey(p, authz.Question{Key: key})
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceEditMessageProcedure, res, access.TxFacts(tx)); err != nil {
+	changes, err := s.steps().Write(ctx, messagev1connect.MessageServiceEditMessageProcedure, editCmd{Text: req.Msg.GetText()},
+		authz.Question{Key: key},
+		func(ctx context.Context, c kit.Call) error {
+			if err := notArchived(ctx, c.Tx, ch); err != nil {
+				return err
+			}
+			msg := &messagev1.Message{}
+			if _, err := c.Tx.Get(ctx, key, msg); err != nil {
+				return err
+			}
+			msg.Text, msg.Edited = req.Msg.GetText(), true
+			_, err := c.Tx.Put(ctx, key, c.Resource.Scope, msg)
 			return err
-		}
-		if err := notArchived(ctx, tx, ch); err != nil {
-			return err
-		}
-		msg := &messagev1.Message{}
-		if _, err := tx.Get(ctx, key, msg); err != nil {
-			return err
-		}
-		msg.Text, msg.Edited = req.Msg.GetText(), true
-		_, err := tx.Put(ctx, key, m.ChannelKey(ch), msg)
-		return err
-	})
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -292,22 +281,16 @@ func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messag
 	if err != nil {
 		return nil, err
 	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
 	key := req.Msg.GetKey()
-	res := resolveKey(p, authz.Question{Key: key})
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceDeleteMessageProcedure, res, access.TxFacts(tx)); err != nil {
+	changes, err := s.steps().Write(ctx, messagev1connect.MessageServiceDeleteMessageProcedure, nil,
+		authz.Question{Key: key},
+		func(ctx context.Context, c kit.Call) error {
+			if err := notArchived(ctx, c.Tx, ch); err != nil {
+				return err
+			}
+			_, err := c.Tx.Delete(ctx, key)
 			return err
-		}
-		if err := notArchived(ctx, tx, ch); err != nil {
-			return err
-		}
-		_, err := tx.Delete(ctx, key)
-		return err
-	})
+		})
 	if err != nil {
 		return nil, err
 	}
