@@ -2,10 +2,14 @@ package sync
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // txConnRig returns a pool with an empty table t(id int primary key) and
@@ -162,5 +166,78 @@ func TestStoreUpdateWithoutStatements(t *testing.T) {
 	changes, err := s.Update(ctxT(t), "tester", func(context.Context, *Tx) error { return nil })
 	if err != nil || len(changes) != 0 {
 		t.Fatalf("Update = %v, %v; want no changes, no error", changes, err)
+	}
+}
+
+// roundTrips counts what a pool sends to Postgres: every query and every
+// batch is one round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// TestUpdateRoundTrips pins the cost of a write in round trips to
+// Postgres, the part of a write's latency that does not shrink with a
+// faster server: a read-then-put write is three (BEGIN with the read, the
+// put, COMMIT), four with an idempotency key (the claim goes with BEGIN,
+// the record with COMMIT), and a function that writes nothing costs none.
+func TestUpdateRoundTrips(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &roundTrips{}
+	cfg.ConnConfig.Tracer = rt
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := NewStore(pool, StoreConfig{})
+	readPut := func(ctx context.Context, tx *Tx) error {
+		u := user("u", "")
+		if _, err := tx.Get(ctx, "user/u", u); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		_, err := tx.Put(ctx, "user/u", "user/u", u)
+		return err
+	}
+	cases := []struct {
+		name string
+		ctx  context.Context
+		fn   func(context.Context, *Tx) error
+		want int64
+	}{
+		{"read then put", ctxT(t), readPut, 3},
+		{"read then put, idempotent", WithIdempotency(ctxT(t), Idempotency{Principal: "u", Key: "k1", Procedure: "/p", RequestHash: []byte{1}}), readPut, 4},
+		{"nothing", ctxT(t), func(context.Context, *Tx) error { return nil }, 0},
+	}
+	// Warm up: prepared statements are described once per connection.
+	for range 3 {
+		if _, err := s.Update(ctxT(t), "u", readPut); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Update(WithIdempotency(ctxT(t), Idempotency{Principal: "u", Key: NewID(), Procedure: "/p", RequestHash: []byte{1}}), "u", readPut); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cases {
+		before := rt.n.Load()
+		if _, err := s.Update(c.ctx, "u", c.fn); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := rt.n.Load() - before; got != c.want {
+			t.Errorf("%s: %d round trips, want %d", c.name, got, c.want)
+		}
 	}
 }
