@@ -50,7 +50,9 @@ type Config struct {
 	// loopback or a private network.
 	OpsAddr string
 	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
-	// sluice, created if missing), else a private cluster under DataDir.
+	// sluice, created if missing), else, when nothing answers there, a
+	// private cluster under DataDir. A server on localhost:5432 that
+	// refuses the login is an error, not a reason to fall back.
 	DatabaseURL string
 	// NATSURL is the NATS URL. Default: a NATS server embedded in the
 	// process.
@@ -77,6 +79,9 @@ type Config struct {
 	TLSClientCA string
 	// DataDir holds the private Postgres cluster. Default "./.sluice".
 	DataDir string
+	// localDatabase replaces localhost:5432 as the server probed before
+	// a private cluster is started (tests).
+	localDatabase string
 	// SessionTTL is how long a session lasts. Default 24h.
 	SessionTTL time.Duration
 	// Heartbeat is the idle time after which streams get a heartbeat.
@@ -276,11 +281,17 @@ func (a *App) database(ctx context.Context) (string, error) {
 	if a.cfg.DatabaseURL != "" {
 		return a.cfg.DatabaseURL, nil
 	}
-	local := "postgres://localhost:5432/sluice?sslmode=disable"
+	local := a.cfg.localDatabase
+	if local == "" {
+		local = localPostgres
+	}
 	err := ensureDatabase(ctx, local)
 	if err == nil {
-		a.log.Info("using local postgres", "url", "postgres://localhost:5432/sluice")
+		a.log.Info("using local postgres", "at", redactedURL(local))
 		return local, nil
+	}
+	if refused := localServerError(local, err); refused != nil {
+		return "", refused
 	}
 	a.log.Info("no postgres on localhost:5432; starting a private cluster", "reason", err)
 	dir := a.cfg.DataDir
