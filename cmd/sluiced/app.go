@@ -182,6 +182,11 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if a.auth, err = OpenAuth(a.file, cfg, a.log); err != nil {
 		return nil, err
 	}
+	if j, ok := a.auth.Tokens.(*auth.JWTAuthenticator); ok {
+		// First started, so stopped last: verifying tokens needs it
+		// until the server has stopped.
+		a.bg.start("jwks refresh", j.Run)
+	}
 	creds := make([]authz.ServiceCredential, 0, len(a.file.Services))
 	for _, sc := range a.file.Services {
 		creds = append(creds, authz.ServiceCredential{Name: sc.Name, TokenHash: sc.SecretHash})
@@ -549,8 +554,8 @@ func (a *App) shutdown(ctx context.Context) error {
 }
 
 func (a *App) close(ctx context.Context) {
-	// The worker, relay, presence (its leaves need NATS), hub and
-	// publisher, in that order; then NATS, the pool and the servers.
+	// The worker, relay, presence (its leaves need NATS), hub, publisher
+	// and JWKS refresh, in that order; then NATS, the pool and the servers.
 	a.bg.stop()
 	if a.nc != nil {
 		// Drain delivers what is in flight, then closes the connection.
