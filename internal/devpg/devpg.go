@@ -187,6 +187,7 @@ func (c *Cluster) startOrReuse(ctx context.Context) (started bool, err error) {
 		}
 		started = true
 	}
+	c.otherUsers() // drops the registrations of processes that are gone
 	if err := c.register(); err != nil {
 		if started {
 			if _, stopErr := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", "fast", "-w"); stopErr != nil {
