@@ -50,7 +50,9 @@ type Config struct {
 	// loopback or a private network.
 	OpsAddr string
 	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
-	// sluice, created if missing), else a private cluster under DataDir.
+	// sluice, created if missing), else, when nothing answers there, a
+	// private cluster under DataDir. A server on localhost:5432 that
+	// refuses the login is an error, not a reason to fall back.
 	DatabaseURL string
 	// NATSURL is the NATS URL. Default: a NATS server embedded in the
 	// process.
@@ -77,6 +79,9 @@ type Config struct {
 	TLSClientCA string
 	// DataDir holds the private Postgres cluster. Default "./.sluice".
 	DataDir string
+	// localDatabase replaces localhost:5432 as the server probed before
+	// a private cluster is started (tests).
+	localDatabase string
 	// SessionTTL is how long a session lasts. Default 24h.
 	SessionTTL time.Duration
 	// Heartbeat is the idle time after which streams get a heartbeat.
@@ -177,6 +182,11 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if a.auth, err = OpenAuth(a.file, cfg, a.log); err != nil {
 		return nil, err
 	}
+	if j, ok := a.auth.Tokens.(*auth.JWTAuthenticator); ok {
+		// First started, so stopped last: verifying tokens needs it
+		// until the server has stopped.
+		a.bg.start("jwks refresh", j.Run)
+	}
 	creds := make([]authz.ServiceCredential, 0, len(a.file.Services))
 	for _, sc := range a.file.Services {
 		creds = append(creds, authz.ServiceCredential{Name: sc.Name, TokenHash: sc.SecretHash})
@@ -276,11 +286,17 @@ func (a *App) database(ctx context.Context) (string, error) {
 	if a.cfg.DatabaseURL != "" {
 		return a.cfg.DatabaseURL, nil
 	}
-	local := "postgres://localhost:5432/sluice?sslmode=disable"
+	local := a.cfg.localDatabase
+	if local == "" {
+		local = localPostgres
+	}
 	err := ensureDatabase(ctx, local)
 	if err == nil {
-		a.log.Info("using local postgres", "url", "postgres://localhost:5432/sluice")
+		a.log.Info("using local postgres", "at", redactedURL(local))
 		return local, nil
+	}
+	if refused := localServerError(local, err); refused != nil {
+		return "", refused
 	}
 	a.log.Info("no postgres on localhost:5432; starting a private cluster", "reason", err)
 	dir := a.cfg.DataDir
@@ -538,8 +554,8 @@ func (a *App) shutdown(ctx context.Context) error {
 }
 
 func (a *App) close(ctx context.Context) {
-	// The worker, relay, presence (its leaves need NATS), hub and
-	// publisher, in that order; then NATS, the pool and the servers.
+	// The worker, relay, presence (its leaves need NATS), hub, publisher
+	// and JWKS refresh, in that order; then NATS, the pool and the servers.
 	a.bg.stop()
 	if a.nc != nil {
 		// Drain delivers what is in flight, then closes the connection.

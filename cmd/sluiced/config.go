@@ -495,7 +495,8 @@ func isLoopback(addr string) bool {
 // Authenticators builds the auth chain of fc: the password authenticator
 // Login asks (nil if the chain is empty), the token authenticator of the
 // jwt entry (nil if none) and a function that stops their background work
-// (file watching, JWKS refresh), which the caller must call. addr is the
+// (file watching), which the caller must call. The JWT authenticator's key
+// refresh is the caller's to run (auth.JWTAuthenticator.Run). addr is the
 // listen address (see CheckListen).
 func (fc *FileConfig) Authenticators(addr string, log *slog.Logger) (_ auth.PasswordAuthenticator, _ auth.TokenAuthenticator, _ func(), err error) {
 	if log == nil {
@@ -570,8 +571,7 @@ func (fc *FileConfig) Authenticators(addr string, log *slog.Logger) (_ auth.Pass
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("%s: %w", at, err)
 			}
-			closers = append(closers, j.Close)
-			tokens = j
+			tokens = j // its key refresh is run by the caller (JWTAuthenticator.Run)
 		case "none":
 			log.Warn("the none authenticator is on: anyone can log in as any user id (development only)")
 			chain = append(chain, auth.None{})

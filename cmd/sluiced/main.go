@@ -84,7 +84,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	cfg := &Config{}
 	fs.StringVar(&cfg.Addr, "addr", envOr("SLUICE_ADDR", "127.0.0.1:8080"), "listen address (SLUICE_ADDR); :8080 for every interface")
 	fs.BoolVar(&cfg.InsecureDevUsers, "insecure-dev-users", os.Getenv("SLUICE_INSECURE_DEV_USERS") == "1", "serve the built-in development users (public passwords) on an address other than loopback (SLUICE_INSECURE_DEV_USERS=1); never for anything others can reach")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (DATABASE_URL); default localhost:5432/sluice, else a private cluster under -data-dir")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (DATABASE_URL); default localhost:5432/sluice, else (when nothing answers there) a private cluster under -data-dir")
 	fs.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("NATS_URL"), "NATS URL (NATS_URL); default: embedded in the process")
 	fs.StringVar(&cfg.NATSPrefix, "nats-prefix", envOr("SLUICE_NATS_PREFIX", "sluice"), "NATS subject prefix shared by one deployment (SLUICE_NATS_PREFIX)")
 	fs.StringVar(&cfg.UsersFile, "users", os.Getenv("SLUICE_USERS"), "users file, YAML or JSON in deepstream's shape (SLUICE_USERS); default: the development users")

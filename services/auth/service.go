@@ -70,7 +70,7 @@ func Policies() []authz.Policy {
 }
 
 type loginCmd struct {
-	Username string `field:"username" validate:"required,maxbytes=128,utf8,nocontrol"`
+	Username string `field:"username" validate:"required,maxbytes=128,utf8,nocontrol,userid"`
 	Password string `field:"password" validate:"required,maxbytes=1024"`
 }
 

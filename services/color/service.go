@@ -134,7 +134,7 @@ func (s *Service) SetColor(ctx context.Context, req *connect.Request[colorv1.Set
 }
 
 type setPermissionCmd struct {
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ ,userid"`
 	Color  string `field:"color" validate:"required,oneof=red green blue"`
 }
 
