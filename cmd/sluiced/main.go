@@ -106,6 +106,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.IntVar(&cfg.MaxSnapshot, "max-snapshot", 10000, "records a stream may receive in a snapshot of a whole scope; larger scopes need a window (ScopeTarget.limit)")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", os.Getenv("SLUICE_OPS_ADDR"), "listen address of /metrics (Prometheus), /healthz and /readyz; keep it on loopback or a private network; empty: off (SLUICE_OPS_ADDR)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", os.Getenv("SLUICE_DEBUG_ADDR"), "listen address of the Go profiler (/debug/pprof/); keep it on loopback; empty: off (SLUICE_DEBUG_ADDR)")
+	limitFlags(fs, cfg)
 	level := fs.String("log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SLUICE_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "text"), "log format: text or json (SLUICE_LOG_FORMAT)")
 	return fs, cfg, level
@@ -153,7 +154,7 @@ func (h traceHandler) WithGroup(name string) slog.Handler {
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("serve", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
@@ -227,7 +228,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("migrate", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
@@ -253,7 +254,7 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 
 func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg, level := flags("seed", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
