@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	connectcors "connectrpc.com/cors"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 	"go.opentelemetry.io/otel/trace"
 
@@ -29,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
+	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync"
@@ -113,6 +116,17 @@ type Config struct {
 	// BodyTimeout bounds the time a client takes to send a request body.
 	// Default 30s.
 	BodyTimeout time.Duration
+	// MaxConnsPerAddr bounds the open connections of one client address
+	// (see edge.ConnLimits). Zero: the config file's, else 256; -1: none.
+	MaxConnsPerAddr int
+	// TrustedPeers lists (comma-separated) the addresses or CIDR prefixes
+	// whose connections are not counted per address; "none" trusts no
+	// one. Empty: the config file's, else loopback.
+	TrustedPeers string
+	// RateLimits bound each user's calls with side effects per procedure
+	// class; a zero class takes the config file's rate, else the default
+	// (edge.DefaultRates).
+	RateLimits edge.RateLimits
 	// SMTPAddr is the SMTP server (host:port) notification e-mail goes
 	// through; empty disables e-mail. MailFrom and MailDomain: the sender,
 	// and the domain of recipients (<user id>@MailDomain).
@@ -149,6 +163,10 @@ type App struct {
 	http       *http.Server
 	auth       *AuthSetup
 	file       *FileConfig
+
+	// limited is the listener Serve bounds per client address (its
+	// refusals are counted in sluice_connections_refused_total).
+	limited atomic.Pointer[edge.LimitListener]
 
 	httpMu   gosync.Mutex // guards http and stopping
 	stopping bool
@@ -240,6 +258,15 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
 	}))
+	a.metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_connections_refused_total",
+		Help: "Connections closed on accept because their client address held the most allowed (-max-conns-per-addr).",
+	}, func() float64 {
+		if l := a.limited.Load(); l != nil {
+			return float64(l.Refused())
+		}
+		return 0
+	}))
 	a.services, err = services.New(services.Config{
 		Metrics:        a.metrics,
 		TracerProvider: cfg.TracerProvider,
@@ -259,6 +286,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		SessionCheck: cfg.SessionCheck,
 		StreamLimits: cfg.StreamLimits,
 		BodyTimeout:  cfg.BodyTimeout,
+		RateLimits:   rateLimits(cfg, a.file),
 		Logger:       a.log,
 	})
 	if err != nil {
@@ -508,6 +536,15 @@ func (a *App) Serve(ln net.Listener) error {
 		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		TLSConfig: tc,
 	}
+	lim, err := connLimits(a.cfg, a.file)
+	if err != nil {
+		return err
+	}
+	// Counted per TCP peer, before TLS: a connection over the limit costs
+	// no handshake.
+	limited := edge.NewLimitListener(ln, lim)
+	a.limited.Store(limited)
+	ln = limited
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}

@@ -13,7 +13,9 @@
 // DATABASE_URL, NATS_URL, SLUICE_ADDR, SLUICE_USERS, SLUICE_NATS_PREFIX,
 // SLUICE_DATA_DIR, SLUICE_LOG_LEVEL, SLUICE_CONFIG, SLUICE_TLS_CERT,
 // SLUICE_TLS_KEY, SLUICE_TLS_CLIENT_CA, SLUICE_SMTP_ADDR, SLUICE_MAIL_FROM,
-// SLUICE_MAIL_DOMAIN.
+// SLUICE_MAIL_DOMAIN, SLUICE_MAX_CONNS_PER_ADDR, SLUICE_TRUSTED_PEERS,
+// SLUICE_RATE_CREATE, SLUICE_RATE_TYPING, SLUICE_RATE_MESSAGES,
+// SLUICE_RATE_WRITES.
 package main
 
 import (
@@ -106,6 +108,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.IntVar(&cfg.MaxSnapshot, "max-snapshot", 10000, "records a stream may receive in a snapshot of a whole scope; larger scopes need a window (ScopeTarget.limit)")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", os.Getenv("SLUICE_OPS_ADDR"), "listen address of /metrics (Prometheus), /healthz and /readyz; keep it on loopback or a private network; empty: off (SLUICE_OPS_ADDR)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", os.Getenv("SLUICE_DEBUG_ADDR"), "listen address of the Go profiler (/debug/pprof/); keep it on loopback; empty: off (SLUICE_DEBUG_ADDR)")
+	limitFlags(fs, cfg)
 	level := fs.String("log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SLUICE_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "text"), "log format: text or json (SLUICE_LOG_FORMAT)")
 	return fs, cfg, level
@@ -153,7 +156,7 @@ func (h traceHandler) WithGroup(name string) slog.Handler {
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("serve", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
@@ -227,7 +230,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("migrate", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
@@ -253,7 +256,7 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 
 func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg, level := flags("seed", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
