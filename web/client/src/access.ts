@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { Answer, QuestionSchema, WatchResponse } from "../gen/sluice/access/v1/access_pb";
-import { Resumable, type AttemptHooks, type ResumeOptions } from "./resumable";
+import type { Answer, QuestionSchema, WatchResponse } from "./gen/sluice/access/v1/access_pb.js";
+import { Resumable, type AttemptHooks, type ResumeOptions } from "./resumable.js";
 
 /** Question is one "may I?" question: a procedure, the key it touches, its params. */
 export type Question = MessageInitShape<typeof QuestionSchema>;

@@ -6,7 +6,7 @@ import {
   type Record as SyncRecord,
   type SubscribeRequest,
   type SubscribeResponse,
-} from "../gen/sluice/sync/v1/sync_pb";
+} from "./gen/sluice/sync/v1/sync_pb.js";
 
 /** RecordCursor names a record target and the version the client holds. */
 export interface RecordCursor {

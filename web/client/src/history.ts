@@ -1,6 +1,6 @@
-import type { ListResponse } from "../gen/sluice/sync/v1/sync_pb";
-import type { Entry } from "./cursors";
-import type { Subscription } from "./subscription";
+import type { ListResponse } from "./gen/sluice/sync/v1/sync_pb.js";
+import type { Entry } from "./cursors.js";
+import type { Subscription } from "./subscription.js";
 
 /** ListPage makes one SyncService.List call; the client passes its SyncService client, tests a fake. */
 export type ListPage = (req: { scope: string; beforeSeq: bigint; limit: number }, signal?: AbortSignal) => Promise<ListResponse>;

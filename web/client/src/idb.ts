@@ -1,4 +1,4 @@
-import type { OutboxStorage, StoredCall } from "./outbox";
+import type { OutboxStorage, StoredCall } from "./outbox.js";
 
 const store = "calls";
 

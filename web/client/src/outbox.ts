@@ -10,9 +10,9 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type Transport } from "@connectrpc/connect";
-import { backoffDelay, sleep, type BackoffOptions } from "./backoff";
-import { idempotencyHeader, isMutating, newIdempotencyKey } from "./idempotency";
-import { isRetryableCall, retryPolicy } from "./retry";
+import { backoffDelay, sleep, type BackoffOptions } from "./backoff.js";
+import { idempotencyHeader, isMutating, newIdempotencyKey } from "./idempotency.js";
+import { isRetryableCall, retryPolicy } from "./retry.js";
 
 /**
  * StoredCall is one queued call as the storage keeps it: plain data, so

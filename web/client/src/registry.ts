@@ -1,12 +1,12 @@
 import { createRegistry, type DescMessage, type Message, type MessageShape, type Registry } from "@bufbuild/protobuf";
 import { anyIs, anyUnpack } from "@bufbuild/protobuf/wkt";
-import { file_sluice_channel_v1_channel } from "../gen/sluice/channel/v1/channel_pb";
-import { file_sluice_color_v1_color } from "../gen/sluice/color/v1/color_pb";
-import { file_sluice_message_v1_message } from "../gen/sluice/message/v1/message_pb";
-import { file_sluice_notify_v1_notify } from "../gen/sluice/notify/v1/notify_pb";
-import { file_sluice_org_v1_org } from "../gen/sluice/org/v1/org_pb";
-import { file_sluice_user_v1_user } from "../gen/sluice/user/v1/user_pb";
-import type { Entry } from "./cursors";
+import { file_sluice_channel_v1_channel } from "./gen/sluice/channel/v1/channel_pb.js";
+import { file_sluice_color_v1_color } from "./gen/sluice/color/v1/color_pb.js";
+import { file_sluice_message_v1_message } from "./gen/sluice/message/v1/message_pb.js";
+import { file_sluice_notify_v1_notify } from "./gen/sluice/notify/v1/notify_pb.js";
+import { file_sluice_org_v1_org } from "./gen/sluice/org/v1/org_pb.js";
+import { file_sluice_user_v1_user } from "./gen/sluice/user/v1/user_pb.js";
+import type { Entry } from "./cursors.js";
 
 /**
  * payloadRegistry knows every record payload type Sluice stores (User,

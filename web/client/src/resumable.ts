@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { backoffDelay, sleep, type BackoffOptions } from "./backoff";
+import { backoffDelay, sleep, type BackoffOptions } from "./backoff.js";
 
 /**
  * StreamStatus is where a resumable stream stands: connecting (first

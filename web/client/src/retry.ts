@@ -1,6 +1,6 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { backoffDelay, sleep, type BackoffOptions } from "./backoff";
-import { isMutating } from "./idempotency";
+import { backoffDelay, sleep, type BackoffOptions } from "./backoff.js";
+import { isMutating } from "./idempotency.js";
 
 /** RetryOptions bound the retries of one mutating call. */
 export interface RetryOptions {

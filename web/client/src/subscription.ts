@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Record as SyncRecord, SubscribeRequest, SubscribeResponse } from "../gen/sluice/sync/v1/sync_pb";
-import { SyncState, type Entry, type Targets, type Update } from "./cursors";
-import { Resumable, type AttemptHooks, type ResumeOptions } from "./resumable";
+import type { Record as SyncRecord, SubscribeRequest, SubscribeResponse } from "./gen/sluice/sync/v1/sync_pb.js";
+import { SyncState, type Entry, type Targets, type Update } from "./cursors.js";
+import { Resumable, type AttemptHooks, type ResumeOptions } from "./resumable.js";
 
 /**
  * OpenStream opens one SyncService.Subscribe call; the signal ends it. The

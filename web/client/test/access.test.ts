@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { WatchResponseSchema, type WatchResponse } from "../../src/gen/sluice/access/v1/access_pb";
-import { AccessWatch, type Question } from "../../src/lib/access";
+import { WatchResponseSchema, type WatchResponse } from "../src/gen/sluice/access/v1/access_pb.js";
+import { AccessWatch, type Question } from "../src/access.js";
 
 const questions: Question[] = ["red", "green", "blue"].map((color) => ({
   procedure: "/sluice.color.v1.ColorService/SetColor",

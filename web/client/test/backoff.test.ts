@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay } from "../../src/lib/backoff";
+import { backoffDelay } from "../src/backoff.js";
 
 describe("backoffDelay", () => {
   it("grows exponentially up to the cap, jittered between half the ceiling and the ceiling", () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { SyncState, type Update } from "../../src/lib/cursors";
-import { payloadAs } from "../../src/lib/registry";
-import { MessageSchema } from "../../src/gen/sluice/message/v1/message_pb";
-import { heartbeat, msg, record, removed, reset, revoked, synced, typing } from "./events";
+import { SyncState, type Update } from "../src/cursors.js";
+import { payloadAs } from "../src/registry.js";
+import { MessageSchema } from "../src/gen/sluice/message/v1/message_pb.js";
+import { heartbeat, msg, record, removed, reset, revoked, synced, typing } from "./events.js";
 
 function cursors(s: SyncState) {
   const req = s.request();

@@ -1,8 +1,8 @@
 // Builders of stream events for the unit tests.
 import { create } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { MessageSchema } from "../../src/gen/sluice/message/v1/message_pb";
-import { SubscribeResponseSchema, type SubscribeResponse } from "../../src/gen/sluice/sync/v1/sync_pb";
+import { MessageSchema } from "../src/gen/sluice/message/v1/message_pb.js";
+import { SubscribeResponseSchema, type SubscribeResponse } from "../src/gen/sluice/sync/v1/sync_pb.js";
 
 /** msg is a message record event in scope channel/c: key message/c/<id>. */
 export function msg(id: string, version: number, seq: number, opts: { snapshot?: boolean; coalesced?: boolean; text?: string } = {}): SubscribeResponse {

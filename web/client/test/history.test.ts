@@ -1,12 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { ListResponseSchema, type ListResponse, type Record as SyncRecord, type SubscribeRequest, type SubscribeResponse } from "../../src/gen/sluice/sync/v1/sync_pb";
-import type { Update } from "../../src/lib/cursors";
-import { History } from "../../src/lib/history";
-import { Subscription } from "../../src/lib/subscription";
-import { msg, removed, reset, synced } from "./events";
-import { until } from "./fakefetch";
+import { ListResponseSchema, type ListResponse, type Record as SyncRecord, type SubscribeRequest, type SubscribeResponse } from "../src/gen/sluice/sync/v1/sync_pb.js";
+import type { Update } from "../src/cursors.js";
+import { History } from "../src/history.js";
+import { Subscription } from "../src/subscription.js";
+import { msg, removed, reset, synced } from "./events.js";
+import { until } from "./fakefetch.js";
 
 /** rec is message/c/<id> at version, seq, as List returns it. */
 function rec(id: string, version: number, seq: number): SyncRecord {

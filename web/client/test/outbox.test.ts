@@ -1,11 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { SyncService } from "../../src/gen/sluice/sync/v1/sync_pb";
-import { ColorService } from "../../src/gen/sluice/color/v1/color_pb";
-import { MessageService, type PostMessageRequest } from "../../src/gen/sluice/message/v1/message_pb";
-import { Sluice } from "../../src/lib/client";
-import { MemoryStorage, type Outbox, type OutboxEvent } from "../../src/lib/outbox";
-import { FakeServer, until, uuid } from "./fakefetch";
+import { SyncService } from "../src/gen/sluice/sync/v1/sync_pb.js";
+import { ColorService } from "../src/gen/sluice/color/v1/color_pb.js";
+import { MessageService, type PostMessageRequest } from "../src/gen/sluice/message/v1/message_pb.js";
+import { Sluice } from "../src/client.js";
+import { MemoryStorage, type Outbox, type OutboxEvent } from "../src/outbox.js";
+import { FakeServer, until, uuid } from "./fakefetch.js";
 
 const postMessage = MessageService.method.postMessage;
 

@@ -1,15 +1,15 @@
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { AuthService } from "../../src/gen/sluice/auth/v1/auth_pb";
-import { ChannelService } from "../../src/gen/sluice/channel/v1/channel_pb";
-import { ColorService } from "../../src/gen/sluice/color/v1/color_pb";
-import { MessageService } from "../../src/gen/sluice/message/v1/message_pb";
-import { OrgService } from "../../src/gen/sluice/org/v1/org_pb";
-import { SyncService } from "../../src/gen/sluice/sync/v1/sync_pb";
-import { Sluice, services } from "../../src/lib/client";
-import { isMutating, newIdempotencyKey } from "../../src/lib/idempotency";
-import { retryPolicy, type RetryOptions } from "../../src/lib/retry";
-import { FakeServer, uuid } from "./fakefetch";
+import { AuthService } from "../src/gen/sluice/auth/v1/auth_pb.js";
+import { ChannelService } from "../src/gen/sluice/channel/v1/channel_pb.js";
+import { ColorService } from "../src/gen/sluice/color/v1/color_pb.js";
+import { MessageService } from "../src/gen/sluice/message/v1/message_pb.js";
+import { OrgService } from "../src/gen/sluice/org/v1/org_pb.js";
+import { SyncService } from "../src/gen/sluice/sync/v1/sync_pb.js";
+import { Sluice, services } from "../src/client.js";
+import { isMutating, newIdempotencyKey } from "../src/idempotency.js";
+import { retryPolicy, type RetryOptions } from "../src/retry.js";
+import { FakeServer, uuid } from "./fakefetch.js";
 
 function client(server: FakeServer, retry: RetryOptions = {}) {
   const delays: number[] = [];

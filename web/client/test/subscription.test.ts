@@ -1,11 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import type { SubscribeRequest, SubscribeResponse } from "../../src/gen/sluice/sync/v1/sync_pb";
-import { backoffDelay } from "../../src/lib/backoff";
-import type { Update } from "../../src/lib/cursors";
-import type { StreamStatus } from "../../src/lib/resumable";
-import { Subscription } from "../../src/lib/subscription";
-import { heartbeat, msg, synced } from "./events";
+import type { SubscribeRequest, SubscribeResponse } from "../src/gen/sluice/sync/v1/sync_pb.js";
+import { backoffDelay } from "../src/backoff.js";
+import type { Update } from "../src/cursors.js";
+import type { StreamStatus } from "../src/resumable.js";
+import { Subscription } from "../src/subscription.js";
+import { heartbeat, msg, synced } from "./events.js";
 
 /**
  * Server is a fake SyncService: each connection plays a script of events,
