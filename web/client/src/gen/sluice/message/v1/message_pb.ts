@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file sluice/message/v1/message.proto.
  */
 export const file_sluice_message_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zbHVpY2UvbWVzc2FnZS92MS9tZXNzYWdlLnByb3RvEhFzbHVpY2UubWVzc2FnZS52MSInChFTZW5kVHlwaW5nUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJIhQKElNlbmRUeXBpbmdSZXNwb25zZSJnCgdNZXNzYWdlEgoKAmlkGAEgASgJEhIKCmNoYW5uZWxfaWQYAiABKAkSDgoGYXV0aG9yGAMgASgJEgwKBHRleHQYBCABKAkSDgoGZWRpdGVkGAUgASgIEg4KBnN5c3RlbRgGIAEoCCI2ChJQb3N0TWVzc2FnZVJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJInIKE1Bvc3RNZXNzYWdlUmVzcG9uc2USKwoHbWVzc2FnZRgBIAEoCzIaLnNsdWljZS5tZXNzYWdlLnYxLk1lc3NhZ2USLgoHd3JpdHRlbhgCIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iLwoSRWRpdE1lc3NhZ2VSZXF1ZXN0EgsKA2tleRgBIAEoCRIMCgR0ZXh0GAIgASgJIkUKE0VkaXRNZXNzYWdlUmVzcG9uc2USLgoHd3JpdHRlbhgBIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iIwoURGVsZXRlTWVzc2FnZVJlcXVlc3QSCwoDa2V5GAEgASgJIkcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJLChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgDEg0KBWxpbWl0GAMgASgFImoKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEigKCG1lc3NhZ2VzGAEgAygLMhYuc2x1aWNlLnN5bmMudjEuUmVjb3JkEhYKDm5leHRfYWZ0ZXJfc2VxGAIgASgDEhAKCGhhc19tb3JlGAMgASgIMvEDCg5NZXNzYWdlU2VydmljZRJcCgtQb3N0TWVzc2FnZRIlLnNsdWljZS5tZXNzYWdlLnYxLlBvc3RNZXNzYWdlUmVxdWVzdBomLnNsdWljZS5tZXNzYWdlLnYxLlBvc3RNZXNzYWdlUmVzcG9uc2USXAoLRWRpdE1lc3NhZ2USJS5zbHVpY2UubWVzc2FnZS52MS5FZGl0TWVzc2FnZVJlcXVlc3QaJi5zbHVpY2UubWVzc2FnZS52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEmIKDURlbGV0ZU1lc3NhZ2USJy5zbHVpY2UubWVzc2FnZS52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBooLnNsdWljZS5tZXNzYWdlLnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJkCgxMaXN0TWVzc2FnZXMSJi5zbHVpY2UubWVzc2FnZS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gicuc2x1aWNlLm1lc3NhZ2UudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2UiA5ACARJZCgpTZW5kVHlwaW5nEiQuc2x1aWNlLm1lc3NhZ2UudjEuU2VuZFR5cGluZ1JlcXVlc3QaJS5zbHVpY2UubWVzc2FnZS52MS5TZW5kVHlwaW5nUmVzcG9uc2VCxwEKFWNvbS5zbHVpY2UubWVzc2FnZS52MUIMTWVzc2FnZVByb3RvUAFaOmdpdGh1Yi5jb20vc2x1aWNlaHEvc2x1aWNlL2dlbi9zbHVpY2UvbWVzc2FnZS92MTttZXNzYWdldjGiAgNTTViqAhFTbHVpY2UuTWVzc2FnZS5WMcoCEVNsdWljZVxNZXNzYWdlXFYx4gIdU2x1aWNlXE1lc3NhZ2VcVjFcR1BCTWV0YWRhdGHqAhNTbHVpY2U6Ok1lc3NhZ2U6OlYxYgZwcm90bzM", [file_sluice_sync_v1_sync]);
+  fileDesc("Ch9zbHVpY2UvbWVzc2FnZS92MS9tZXNzYWdlLnByb3RvEhFzbHVpY2UubWVzc2FnZS52MSInChFTZW5kVHlwaW5nUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJIhQKElNlbmRUeXBpbmdSZXNwb25zZSJnCgdNZXNzYWdlEgoKAmlkGAEgASgJEhIKCmNoYW5uZWxfaWQYAiABKAkSDgoGYXV0aG9yGAMgASgJEgwKBHRleHQYBCABKAkSDgoGZWRpdGVkGAUgASgIEg4KBnN5c3RlbRgGIAEoCCI2ChJQb3N0TWVzc2FnZVJlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJInIKE1Bvc3RNZXNzYWdlUmVzcG9uc2USKwoHbWVzc2FnZRgBIAEoCzIaLnNsdWljZS5tZXNzYWdlLnYxLk1lc3NhZ2USLgoHd3JpdHRlbhgCIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iLwoSRWRpdE1lc3NhZ2VSZXF1ZXN0EgsKA2tleRgBIAEoCRIMCgR0ZXh0GAIgASgJIkUKE0VkaXRNZXNzYWdlUmVzcG9uc2USLgoHd3JpdHRlbhgBIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iIwoURGVsZXRlTWVzc2FnZVJlcXVlc3QSCwoDa2V5GAEgASgJIkcKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJfChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgDEg0KBWxpbWl0GAMgASgFEhIKCmJlZm9yZV9zZXEYBCABKAMilgEKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEigKCG1lc3NhZ2VzGAEgAygLMhYuc2x1aWNlLnN5bmMudjEuUmVjb3JkEhYKDm5leHRfYWZ0ZXJfc2VxGAIgASgDEhAKCGhhc19tb3JlGAMgASgIEhcKD25leHRfYmVmb3JlX3NlcRgEIAEoAxIRCglzY29wZV9zZXEYBSABKAMy8QMKDk1lc3NhZ2VTZXJ2aWNlElwKC1Bvc3RNZXNzYWdlEiUuc2x1aWNlLm1lc3NhZ2UudjEuUG9zdE1lc3NhZ2VSZXF1ZXN0GiYuc2x1aWNlLm1lc3NhZ2UudjEuUG9zdE1lc3NhZ2VSZXNwb25zZRJcCgtFZGl0TWVzc2FnZRIlLnNsdWljZS5tZXNzYWdlLnYxLkVkaXRNZXNzYWdlUmVxdWVzdBomLnNsdWljZS5tZXNzYWdlLnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USYgoNRGVsZXRlTWVzc2FnZRInLnNsdWljZS5tZXNzYWdlLnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0Giguc2x1aWNlLm1lc3NhZ2UudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEmQKDExpc3RNZXNzYWdlcxImLnNsdWljZS5tZXNzYWdlLnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaJy5zbHVpY2UubWVzc2FnZS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZSIDkAIBElkKClNlbmRUeXBpbmcSJC5zbHVpY2UubWVzc2FnZS52MS5TZW5kVHlwaW5nUmVxdWVzdBolLnNsdWljZS5tZXNzYWdlLnYxLlNlbmRUeXBpbmdSZXNwb25zZULHAQoVY29tLnNsdWljZS5tZXNzYWdlLnYxQgxNZXNzYWdlUHJvdG9QAVo6Z2l0aHViLmNvbS9zbHVpY2VocS9zbHVpY2UvZ2VuL3NsdWljZS9tZXNzYWdlL3YxO21lc3NhZ2V2MaICA1NNWKoCEVNsdWljZS5NZXNzYWdlLlYxygIRU2x1aWNlXE1lc3NhZ2VcVjHiAh1TbHVpY2VcTWVzc2FnZVxWMVxHUEJNZXRhZGF0YeoCE1NsdWljZTo6TWVzc2FnZTo6VjFiBnByb3RvMw", [file_sluice_sync_v1_sync]);
 
 /**
  * @generated from message sluice.message.v1.SendTypingRequest
@@ -214,19 +214,34 @@ export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*
  */
 export type ListMessagesRequest = Message$1<"sluice.message.v1.ListMessagesRequest"> & {
   /**
+   * channel_id names the channel: scope `channel/<channel_id>`.
+   *
    * @generated from field: string channel_id = 1;
    */
   channelId: string;
 
   /**
+   * after_seq is no longer supported (pages go newest first, with
+   * before_seq): any value but 0 is invalid_argument.
+   *
    * @generated from field: int64 after_seq = 2;
    */
   afterSeq: bigint;
 
   /**
+   * limit is the page size: 1 to 500; 0 means 50.
+   *
    * @generated from field: int32 limit = 3;
    */
   limit: number;
+
+  /**
+   * before_seq returns messages whose latest seq is below it; 0 means from
+   * the newest. Pass the previous page's next_before_seq.
+   *
+   * @generated from field: int64 before_seq = 4;
+   */
+  beforeSeq: bigint;
 };
 
 /**
@@ -237,6 +252,8 @@ export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__P
   messageDesc(file_sluice_message_v1_message, 9);
 
 /**
+ * ListMessagesResponse is one page of messages, newest first.
+ *
  * @generated from message sluice.message.v1.ListMessagesResponse
  */
 export type ListMessagesResponse = Message$1<"sluice.message.v1.ListMessagesResponse"> & {
@@ -246,17 +263,35 @@ export type ListMessagesResponse = Message$1<"sluice.message.v1.ListMessagesResp
   messages: Record[];
 
   /**
-   * next_after_seq is the cursor for the next page; has_more says whether
-   * there is one.
+   * next_after_seq is no longer set: always 0.
    *
    * @generated from field: int64 next_after_seq = 2;
    */
   nextAfterSeq: bigint;
 
   /**
+   * has_more says whether there is an older page (next_before_seq is not 0).
+   *
    * @generated from field: bool has_more = 3;
    */
   hasMore: boolean;
+
+  /**
+   * next_before_seq is the before_seq of the next (older) page; 0 when this
+   * page is the last.
+   *
+   * @generated from field: int64 next_before_seq = 4;
+   */
+  nextBeforeSeq: bigint;
+
+  /**
+   * scope_seq is the channel scope's seq when the page was read: a stream
+   * of `channel/<channel_id>` resumed with after_seq = scope_seq continues
+   * exactly after this read.
+   *
+   * @generated from field: int64 scope_seq = 5;
+   */
+  scopeSeq: bigint;
 };
 
 /**
@@ -307,9 +342,12 @@ export const MessageService: GenService<{
     output: typeof DeleteMessageResponseSchema;
   },
   /**
-   * ListMessages pages through a channel's current messages in scope seq
-   * order: those whose latest change is after `after_seq`, at most `limit`
-   * (default 50, at most 200). Members only.
+   * ListMessages pages through a channel's current messages, newest first:
+   * the typed form of SyncService.List on scope `channel/<channel_id>`,
+   * keeping only the message records, built on the same read. Paging
+   * (`before_seq`, `next_before_seq`), limits (`limit` 0–500, 0 means 50),
+   * the read rule (members of the channel; others get not_found) and
+   * `scope_seq` are List's.
    *
    * @generated from rpc sluice.message.v1.MessageService.ListMessages
    */
