@@ -379,28 +379,6 @@ func (s *Store) Matching(ctx context.Context, prefix, suffix, after string, limi
 	return recs, false, nil
 }
 
-// Page returns up to limit live records of scope whose key starts with
-// keyPrefix and whose latest change is after afterSeq, in seq order, and
-// whether more follow.
-func (s *Store) Page(ctx context.Context, scope, keyPrefix string, afterSeq int64, limit int) ([]Change, bool, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
-		FROM records
-		WHERE scope = $1 AND seq > $2 AND NOT deleted AND left(key, length($3)) = $3
-		ORDER BY seq LIMIT $4`, scope, afterSeq, keyPrefix, limit+1)
-	if err != nil {
-		return nil, false, fmt.Errorf("page %s: %w", scope, translate(err))
-	}
-	out, err := pgx.CollectRows(rows, scanChangeRow)
-	if err != nil {
-		return nil, false, fmt.Errorf("page %s: %w", scope, translate(err))
-	}
-	if len(out) > limit {
-		return out[:limit], true, nil
-	}
-	return out, false, nil
-}
-
 // NewID returns a random record id: 16 lowercase base32 characters (80
 // bits), safe in keys, scopes and NATS subjects.
 func NewID() string {

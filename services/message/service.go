@@ -19,13 +19,8 @@ import (
 	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/services/syncsvc"
 	"github.com/sluicehq/sluice/sync"
-)
-
-// Page sizes of ListMessages.
-const (
-	DefaultLimit = 50
-	MaxLimit     = 200
 )
 
 // Signals publishes ephemeral events (sync.Hub in production).
@@ -40,6 +35,7 @@ type Service struct {
 	loader   *access.Loader
 	signals  Signals
 	valid    *edge.Validator
+	lister   *syncsvc.Lister
 }
 
 var _ messagev1connect.MessageServiceHandler = (*Service)(nil)
@@ -49,9 +45,10 @@ func (s *Service) steps() kit.Steps {
 	return kit.Steps{Store: s.store, Policies: s.policies, Valid: s.valid}
 }
 
-// NewService returns the MessageService.
-func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator) *Service {
-	return &Service{store: store, policies: policies, loader: loader, signals: signals, valid: valid}
+// NewService returns the MessageService. ListMessages reads through
+// lister, the paging of SyncService.List.
+func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator, lister *syncsvc.Lister) *Service {
+	return &Service{store: store, policies: policies, loader: loader, signals: signals, valid: valid, lister: lister}
 }
 
 // member allows members of the channel; others learn nothing.
@@ -297,40 +294,40 @@ func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messag
 	return connect.NewResponse(&messagev1.DeleteMessageResponse{Written: changes[0].RecordVersion()}), nil
 }
 
+// errAfterSeq refuses the oldest-first paging ListMessages had before it
+// was built on SyncService.List, rather than answer it with another order.
+var errAfterSeq = edge.Invalid("after_seq", "is no longer supported: pages go newest first, with before_seq")
+
 type listCmd struct {
 	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,printascii,excludesall=/ "`
-	AfterSeq  int64  `field:"after_seq" validate:"gte=0"`
-	Limit     int32  `field:"limit" validate:"gte=0,lte=200"`
+	syncsvc.Paging
 }
 
-// ListMessages pages through a channel's current messages in seq order.
+// ListMessages pages through a channel's current messages, newest first:
+// SyncService.List of the channel's scope keeping only its messages, read
+// through the same Lister (paging, limits, read rule, cursors).
 func (s *Service) ListMessages(ctx context.Context, req *connect.Request[messagev1.ListMessagesRequest]) (*connect.Response[messagev1.ListMessagesResponse], error) {
-	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), AfterSeq: req.Msg.GetAfterSeq(), Limit: req.Msg.GetLimit()}
+	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), Paging: syncsvc.Paging{BeforeSeq: req.Msg.GetBeforeSeq(), Limit: req.Msg.GetLimit()}}
 	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
-	limit := int(cmd.Limit)
-	if limit == 0 {
-		limit = DefaultLimit
+	if req.Msg.GetAfterSeq() != 0 {
+		return nil, errAfterSeq
 	}
 	res := s.inChannel(authz.PrincipalFrom(ctx), messagev1connect.MessageServiceListMessagesProcedure, cmd.ChannelID)
 	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceListMessagesProcedure, res, s.loader.Facts()); err != nil {
 		return nil, err
 	}
-	recs, more, err := s.store.Page(ctx, m.ChannelKey(cmd.ChannelID), m.MessagePrefix(cmd.ChannelID), cmd.AfterSeq, limit)
+	page, err := s.lister.Page(ctx, m.ChannelKey(cmd.ChannelID), m.MessagePrefix(cmd.ChannelID), cmd.Paging)
 	if err != nil {
 		return nil, err
 	}
-	out := &messagev1.ListMessagesResponse{HasMore: more, NextAfterSeq: cmd.AfterSeq}
-	for i := range recs {
-		r, err := recs[i].Record()
-		if err != nil {
-			return nil, err
-		}
-		out.Messages = append(out.Messages, r)
-		out.NextAfterSeq = r.GetSeq()
-	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(&messagev1.ListMessagesResponse{
+		Messages:      page.GetRecords(),
+		NextBeforeSeq: page.GetNextBeforeSeq(),
+		HasMore:       page.GetNextBeforeSeq() != 0,
+		ScopeSeq:      page.GetScopeSeq(),
+	}), nil
 }
 
 type typingCmd struct {
