@@ -248,8 +248,12 @@ func TestInvitationDeclineWithdrawAndServiceImport(t *testing.T) {
 	// Carol declines: both records of the invitation are tombstones, and
 	// there is nothing left to answer.
 	invite("carol")
-	if _, err := carol.org.DeclineInvitation(ctx, connect.NewRequest(&orgv1.DeclineInvitationRequest{OrgId: orgID})); err != nil {
+	dec, err := carol.org.DeclineInvitation(ctx, connect.NewRequest(&orgv1.DeclineInvitationRequest{OrgId: orgID}))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if k := dec.Msg.GetWritten().GetKey(); k != "invitation/carol/"+orgID {
+		t.Fatalf("decline wrote %q, want the invitee's own invitation", k)
 	}
 	for _, k := range []string{"invitation/carol/" + orgID, "orginvitation/" + orgID + "/carol", "orgmember/" + orgID + "/carol"} {
 		if live(k) {

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -116,7 +117,8 @@ func PruneChannels(ctx context.Context, tx *sync.Tx, org, user string, st Standi
 		}
 	}
 	for _, k := range drop {
-		if _, err := tx.Delete(ctx, k); err != nil {
+		// A membership the user left meanwhile is gone already: fine.
+		if _, err := tx.Delete(ctx, k); err != nil && !errors.Is(err, sync.ErrNotFound) {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package org
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 
@@ -56,15 +57,18 @@ func invite(ctx context.Context, tx *sync.Tx, inviter, org, user string, role or
 }
 
 // withdraw deletes user's pending invitation to org, both records, and
-// returns the tombstone of the invitee's copy (written last); a zero
-// Change if there is none.
-func withdraw(ctx context.Context, tx *sync.Tx, org, user string) (sync.Change, error) {
-	if _, err := tx.Delete(ctx, m.OrgInvitationKey(org, user)); errors.Is(err, sync.ErrNotFound) {
-		return sync.Change{}, nil
+// returns the tombstones of the invitee's copy and of the organization's;
+// zero Changes if there is none. It locks the invitee's copy first, as
+// invite and answer do, so concurrent calls queue instead of deadlocking.
+func withdraw(ctx context.Context, tx *sync.Tx, org, user string) (invitee, orgs sync.Change, err error) {
+	invitee, err = tx.Delete(ctx, m.InvitationKey(user, org))
+	if errors.Is(err, sync.ErrNotFound) {
+		return sync.Change{}, sync.Change{}, nil
 	} else if err != nil {
-		return sync.Change{}, err
+		return sync.Change{}, sync.Change{}, err
 	}
-	return tx.Delete(ctx, m.InvitationKey(user, org))
+	orgs, err = tx.Delete(ctx, m.OrgInvitationKey(org, user))
+	return invitee, orgs, err
 }
 
 type invitationCmd struct {
@@ -73,8 +77,9 @@ type invitationCmd struct {
 
 // answer authorizes procedure and runs fn in a transaction on the caller's
 // pending invitation to the organization, which fn receives; none:
-// not_found. It returns the last change written.
-func (s *Service) answer(ctx context.Context, procedure, orgID string, fn func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error) (sync.Change, error) {
+// not_found. It returns the change of the key named by written (from the
+// committed changes, so an idempotent replay answers alike).
+func (s *Service) answer(ctx context.Context, procedure, orgID string, written func(user, org string) string, fn func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error) (sync.Change, error) {
 	cmd := invitationCmd{OrgID: orgID}
 	if err := s.valid.Struct(cmd); err != nil {
 		return sync.Change{}, err
@@ -93,13 +98,19 @@ func (s *Service) answer(ctx context.Context, procedure, orgID string, fn func(c
 	if err != nil {
 		return sync.Change{}, err
 	}
-	return changes[len(changes)-1], nil
+	want := written(p.ID, cmd.OrgID)
+	for _, c := range changes {
+		if c.Key == want {
+			return c, nil
+		}
+	}
+	return sync.Change{}, fmt.Errorf("answer invitation: no change of %s", want)
 }
 
 // AcceptInvitation makes the caller a member of the organization with the
 // role of their pending invitation and withdraws it, in one transaction.
 func (s *Service) AcceptInvitation(ctx context.Context, req *connect.Request[orgv1.AcceptInvitationRequest]) (*connect.Response[orgv1.AcceptInvitationResponse], error) {
-	c, err := s.answer(ctx, orgv1connect.OrgServiceAcceptInvitationProcedure, req.Msg.GetOrgId(), func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error {
+	c, err := s.answer(ctx, orgv1connect.OrgServiceAcceptInvitationProcedure, req.Msg.GetOrgId(), func(user, org string) string { return m.OrgMemberKey(org, user) }, func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error {
 		org := inv.GetOrgId()
 		key := m.OrgMemberKey(org, user)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
@@ -109,7 +120,7 @@ func (s *Service) AcceptInvitation(ctx context.Context, req *connect.Request[org
 		} else if !errors.Is(err, sync.ErrNotFound) {
 			return err
 		}
-		if _, err := withdraw(ctx, tx, org, user); err != nil {
+		if _, _, err := withdraw(ctx, tx, org, user); err != nil {
 			return err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, user, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, org, inv.GetRole()) }); err != nil {
@@ -126,8 +137,8 @@ func (s *Service) AcceptInvitation(ctx context.Context, req *connect.Request[org
 
 // DeclineInvitation withdraws the caller's pending invitation.
 func (s *Service) DeclineInvitation(ctx context.Context, req *connect.Request[orgv1.DeclineInvitationRequest]) (*connect.Response[orgv1.DeclineInvitationResponse], error) {
-	c, err := s.answer(ctx, orgv1connect.OrgServiceDeclineInvitationProcedure, req.Msg.GetOrgId(), func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error {
-		_, err := withdraw(ctx, tx, inv.GetOrgId(), user)
+	c, err := s.answer(ctx, orgv1connect.OrgServiceDeclineInvitationProcedure, req.Msg.GetOrgId(), m.InvitationKey, func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error {
+		_, _, err := withdraw(ctx, tx, inv.GetOrgId(), user)
 		return err
 	})
 	if err != nil {

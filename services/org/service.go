@@ -207,7 +207,7 @@ func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddM
 		if !p.Service {
 			return invite(ctx, tx, p.ID, cmd.OrgID, cmd.UserID, req.Msg.GetRole())
 		}
-		if _, err := withdraw(ctx, tx, cmd.OrgID, cmd.UserID); err != nil {
+		if _, _, err := withdraw(ctx, tx, cmd.OrgID, cmd.UserID); err != nil {
 			return sync.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, req.Msg.GetRole()) }); err != nil {
@@ -277,8 +277,9 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
 		if _, err := tx.Get(ctx, key, mem); errors.Is(err, sync.ErrNotFound) {
-			// Not a member: withdraw a pending invitation, if any.
-			c, werr := withdraw(ctx, tx, cmd.OrgID, cmd.UserID)
+			// Not a member: withdraw a pending invitation, if any; the
+			// organization's copy, which managers read, is written last.
+			_, c, werr := withdraw(ctx, tx, cmd.OrgID, cmd.UserID)
 			if werr != nil || c.Key == "" {
 				return sync.Change{}, cmp.Or(werr, err)
 			}

@@ -428,11 +428,11 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
       await invitation("Gamma").locator('button[data-answer="decline"]').click();
       await invitation("Gamma").waitFor({ state: "detached" });
       assert.equal(await page.locator(".sidebar .org h3").filter({ hasText: "Gamma" }).count(), 0);
+      mkdirSync(resultsDir, { recursive: true });
+      await page.screenshot({ path: path.join(resultsDir, "chat-invitation.png") });
       await invitation("Beta").locator('button[data-answer="accept"]').click();
       await invitation("Beta").waitFor({ state: "detached" });
       await page.locator(".sidebar .org h3").filter({ hasText: "Beta" }).waitFor();
-      mkdirSync(resultsDir, { recursive: true });
-      await page.screenshot({ path: path.join(resultsDir, "chat-invitation-accepted.png") });
     } finally {
       await context.close();
     }
