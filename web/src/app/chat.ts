@@ -82,7 +82,7 @@ export function chatView(app: App, channelId: string): View {
             { data: { org: inv.orgId } },
             h("span", {}, inv.orgName, h("small", { class: "muted" }, ` ${roleName(inv.role)}, from ${inv.invitedBy}`)),
             h("button", { type: "button", data: { answer: "accept" }, on: { click: () => void answer(inv.orgId, true) } }, "Accept"),
-            h("button", { type: "button", data: { answer: "decline" }, on: { click: () => void answer(inv.orgId, false) } }, "Decline"),
+            h("button", { type: "button", class: "ghost", data: { answer: "decline" }, on: { click: () => void answer(inv.orgId, false) } }, "Decline"),
           ),
         ),
       ),
