@@ -11,6 +11,7 @@ import (
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/sync"
 )
@@ -81,24 +82,19 @@ type invitationCmd struct {
 // committed changes, so an idempotent replay answers alike).
 func (s *Service) answer(ctx context.Context, procedure, orgID string, written func(user, org string) string, fn func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error) (sync.Change, error) {
 	cmd := invitationCmd{OrgID: orgID}
-	if err := s.valid.Struct(cmd); err != nil {
-		return sync.Change{}, err
-	}
-	if err := s.policies.Authorize(ctx, procedure, authz.Resource{}); err != nil {
-		return sync.Change{}, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+	var user string
+	changes, err := s.steps().Write(ctx, procedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
+		user = c.Principal.ID
 		inv := &orgv1.Invitation{}
-		if _, err := tx.Get(ctx, m.InvitationKey(p.ID, cmd.OrgID), inv); err != nil {
+		if _, err := c.Tx.Get(ctx, m.InvitationKey(user, cmd.OrgID), inv); err != nil {
 			return err // not_found: nothing pending for the caller
 		}
-		return fn(ctx, tx, p.ID, inv)
+		return fn(ctx, c.Tx, user, inv)
 	})
 	if err != nil {
 		return sync.Change{}, err
 	}
-	want := written(p.ID, cmd.OrgID)
+	want := written(user, cmd.OrgID)
 	for _, c := range changes {
 		if c.Key == want {
 			return c, nil

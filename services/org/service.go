@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/sync"
 )
@@ -27,6 +28,11 @@ type Service struct {
 }
 
 var _ orgv1connect.OrgServiceHandler = (*Service)(nil)
+
+// steps are the shared steps of the service's mutating handlers.
+func (s *Service) steps() kit.Steps {
+	return kit.Steps{Store: s.store, Policies: s.policies, Valid: s.valid}
+}
 
 // NewService returns the OrgService.
 func NewService(store *sync.Store, policies *authz.Table, valid *edge.Validator) *Service {
@@ -104,15 +110,10 @@ type createCmd struct {
 // CreateOrg creates an organization owned by the caller.
 func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.CreateOrgRequest]) (*connect.Response[orgv1.CreateOrgResponse], error) {
 	cmd := createCmd{Name: req.Msg.GetName()}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
-	if err := s.policies.Authorize(ctx, orgv1connect.OrgServiceCreateOrgProcedure, authz.Resource{}); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	o := &orgv1.Org{Id: sync.NewID(), Name: cmd.Name, CreatedBy: p.ID}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+	id := sync.NewID()
+	changes, err := s.steps().Write(ctx, orgv1connect.OrgServiceCreateOrgProcedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
+		tx, p := c.Tx, c.Principal
+		o := &orgv1.Org{Id: id, Name: cmd.Name, CreatedBy: p.ID}
 		key := m.OrgKey(o.Id)
 		if _, err := tx.Put(ctx, key, key, o); err != nil {
 			return err
@@ -147,18 +148,11 @@ func (s *Service) decode(orgID, userID string, role orgv1.Role, needRole bool) (
 }
 
 // write runs a membership change: authorize over locked facts, then fn.
-func (s *Service) write(ctx context.Context, procedure, action string, cmd memberCmd, fn func(ctx context.Context, tx *sync.Tx) (sync.Change, error)) (sync.Change, error) {
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return sync.Change{}, authz.ErrUnauthenticated
-	}
-	res := authz.Resource{Key: m.OrgMemberKey(cmd.OrgID, cmd.UserID), Scope: m.OrgKey(cmd.OrgID),
-		Params: map[string]string{"org_id": cmd.OrgID, "user_id": cmd.UserID, "role": cmd.Role, "action": action}}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, procedure, res, access.TxFacts(tx)); err != nil {
-			return err
-		}
-		_, err := fn(ctx, tx)
+func (s *Service) write(ctx context.Context, procedure string, cmd memberCmd, fn func(ctx context.Context, tx *sync.Tx) (sync.Change, error)) (sync.Change, error) {
+	// The policy's resolver names the membership and the action.
+	q := authz.Question{Params: map[string]string{"org_id": cmd.OrgID, "user_id": cmd.UserID, "role": cmd.Role}}
+	changes, err := s.steps().Write(ctx, procedure, nil, q, func(ctx context.Context, c kit.Call) error {
+		_, err := fn(ctx, c.Tx)
 		return err
 	})
 	if err != nil {
@@ -197,7 +191,7 @@ func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddM
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
-	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, "add", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
 			return sync.Change{}, edge.AlreadyExists("already a member; use ChangeRole")
@@ -229,7 +223,7 @@ func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.Cha
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, "change", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
 		if _, err := tx.Get(ctx, key, mem); err != nil {
@@ -273,7 +267,7 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, "remove", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
 		if _, err := tx.Get(ctx, key, mem); errors.Is(err, sync.ErrNotFound) {
@@ -394,7 +388,7 @@ func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.Cre
 		return nil, err
 	}
 	team := &orgv1.Team{Id: sync.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
-	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, "team", memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		return tx.Put(ctx, m.TeamKey(cmd.OrgID, team.Id), m.OrgKey(cmd.OrgID), team)
 	})
 	if err != nil {
@@ -419,7 +413,7 @@ func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.
 	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, "team", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		if _, err := tx.Get(ctx, m.TeamKey(cmd.OrgID, cmd.TeamID), nil); err != nil {
 			return sync.Change{}, err
 		}
@@ -446,7 +440,7 @@ func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[org
 	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, "remove", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID)
 		if _, err := tx.Get(ctx, key, nil); err != nil {
 			return sync.Change{}, err
