@@ -224,7 +224,7 @@ func New(cfg Config) (*Server, error) {
 		edge.ErrorInterceptor(log),
 		edge.DeadlineInterceptor(edge.UnaryTimeout),
 		auth.NewInterceptor(sessions, policies, cfg.Tokens, cfg.Services),
-		newRateLimiter(cfg.RateLimits).Interceptor(),
+		newRateLimiter(cfg.RateLimits, modules).Interceptor(),
 		edge.IdempotencyInterceptor(),
 	)...)
 	scopes := NewScopes(modules)
