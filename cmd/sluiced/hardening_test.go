@@ -56,6 +56,9 @@ func chatOrg(t *testing.T, ctx context.Context, owner *chatClient, members ...*c
 		if _, err := owner.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: who.Msg.GetUserId(), Role: orgv1.Role_ROLE_MEMBER})); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := m.org.AcceptInvitation(ctx, connect.NewRequest(&orgv1.AcceptInvitationRequest{OrgId: orgID})); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := owner.chan_.CreateChannel(ctx, connect.NewRequest(&channelv1.CreateChannelRequest{OrgId: orgID, Name: "general"}))
 	if err != nil {
@@ -538,11 +541,11 @@ func TestMalformedRequestsAreClientErrors(t *testing.T) {
 			return err
 		},
 		"lte": func() error {
-			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", Limit: 201}))
+			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", Limit: 501}))
 			return err
 		},
 		"gte": func() error {
-			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", AfterSeq: -1}))
+			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", BeforeSeq: -1}))
 			return err
 		},
 		"oneof": func() error {

@@ -93,23 +93,27 @@ func TestTraceFromWriteToEveryInstance(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// Validation and the authorization decision are spans of their own
-	// under the RPC, before the update.
-	for _, name := range []string{"sluice.validate", "sluice.authorize"} {
+	// Validation is a span of its own under the RPC, before the update;
+	// the authorization decision one under the update (its facts are read
+	// in the write's transaction), before the commit.
+	for _, want := range []struct {
+		name          string
+		parent, after tracetest.SpanStub
+	}{{"sluice.validate", rpc, update}, {"sluice.authorize", update, commit}} {
 		var found *tracetest.SpanStub
-		for _, s := range byName(exporter.GetSpans(), name) {
-			if s.Parent.SpanID() == rpc.SpanContext.SpanID() {
+		for _, s := range byName(exporter.GetSpans(), want.name) {
+			if s.Parent.SpanID() == want.parent.SpanContext.SpanID() {
 				found = &s
 			}
 		}
 		if found == nil {
-			t.Errorf("no %s span under the RPC", name)
+			t.Errorf("no %s span under %s", want.name, want.parent.Name)
 			continue
 		}
-		if !found.EndTime.Before(update.StartTime) && !found.EndTime.Equal(update.StartTime) {
-			t.Errorf("%s ended at %v, after the update started at %v", name, found.EndTime, update.StartTime)
+		if found.EndTime.After(want.after.StartTime) {
+			t.Errorf("%s ended at %v, after %s started at %v", want.name, found.EndTime, want.after.Name, want.after.StartTime)
 		}
-		if name == "sluice.authorize" && (attr(*found, "sluice.action").AsString() != "user.set_avatar_url" || !attr(*found, "sluice.allowed").AsBool()) {
+		if want.name == "sluice.authorize" && (attr(*found, "sluice.action").AsString() != "user.set_avatar_url" || !attr(*found, "sluice.allowed").AsBool()) {
 			t.Errorf("authorize span attributes %v, want user.set_avatar_url allowed", found.Attributes)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/sync"
@@ -30,6 +31,11 @@ type Service struct {
 }
 
 var _ channelv1connect.ChannelServiceHandler = (*Service)(nil)
+
+// steps are the shared steps of the service's mutating handlers.
+func (s *Service) steps() kit.Steps {
+	return kit.Steps{Store: s.store, Policies: s.policies, Valid: s.valid}
+}
 
 // NewService returns the ChannelService; loader gives the facts of
 // read-only calls.
@@ -161,69 +167,62 @@ type createCmd struct {
 // message and notifications for who may join it, in one transaction.
 func (s *Service) CreateChannel(ctx context.Context, req *connect.Request[channelv1.CreateChannelRequest]) (*connect.Response[channelv1.CreateChannelResponse], error) {
 	cmd := createCmd{OrgID: req.Msg.GetOrgId(), Name: req.Msg.GetName(), TeamID: req.Msg.GetTeamId()}
-	if err := s.valid.Validate(ctx, cmd); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
-	ch := &channelv1.Channel{Id: m.ChannelID(cmd.OrgID, sync.NewID()), OrgId: cmd.OrgID, Name: cmd.Name, CreatedBy: p.ID, TeamId: cmd.TeamID}
-	res := resolveCreate(p, authz.Question{Params: map[string]string{"org_id": cmd.OrgID, "team_id": cmd.TeamID}})
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, channelv1connect.ChannelServiceCreateChannelProcedure, res, access.TxFacts(tx)); err != nil {
-			return err
-		}
-		if cmd.TeamID != "" {
-			if _, err := tx.Get(ctx, m.TeamKey(cmd.OrgID, cmd.TeamID), nil); err != nil {
-				return err
-			}
-		}
-		scope := m.ChannelKey(ch.Id)
-		if _, err := tx.Put(ctx, scope, scope, ch); err != nil {
-			return err
-		}
-		if _, err := tx.Put(ctx, m.ChanMemberKey(ch.Id, p.ID), scope, &channelv1.ChannelMember{ChannelId: ch.Id, UserId: p.ID}); err != nil {
-			return err
-		}
-		id := sync.NewID()
-		if _, err := tx.Put(ctx, m.MessageKey(ch.Id, id), scope, &messagev1.Message{
-			Id: id, ChannelId: ch.Id, Author: p.ID, System: true, Text: p.ID + " created #" + cmd.Name,
-		}); err != nil {
-			return err
-		}
-		// Notify who may join it: the team's members, or the organization's
-		// members other than guests. Jobs commit with the channel.
-		prefix := "orgmember/" + cmd.OrgID + "/"
-		if cmd.TeamID != "" {
-			prefix = "teammember/" + cmd.OrgID + "/" + cmd.TeamID + "/"
-		}
-		keys, err := tx.KeysMatching(ctx, prefix, "")
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			user := strings.TrimPrefix(k, prefix)
-			if user == p.ID {
-				continue
-			}
-			if cmd.TeamID == "" {
-				mem := &orgv1.Member{}
-				if _, err := tx.Get(ctx, k, mem); err != nil {
+	id := m.ChannelID(cmd.OrgID, sync.NewID())
+	changes, err := s.steps().Write(ctx, channelv1connect.ChannelServiceCreateChannelProcedure, cmd,
+		authz.Question{Params: map[string]string{"org_id": cmd.OrgID, "team_id": cmd.TeamID}},
+		func(ctx context.Context, c kit.Call) error {
+			tx, p := c.Tx, c.Principal
+			ch := &channelv1.Channel{Id: id, OrgId: cmd.OrgID, Name: cmd.Name, CreatedBy: p.ID, TeamId: cmd.TeamID}
+			if cmd.TeamID != "" {
+				if _, err := tx.Get(ctx, m.TeamKey(cmd.OrgID, cmd.TeamID), nil); err != nil {
 					return err
 				}
-				if mem.GetRole() == orgv1.Role_ROLE_GUEST {
-					continue
-				}
 			}
-			if err := tx.Enqueue(ctx, notify.KindChannelCreated, notify.ChannelCreated{
-				UserID: user, ChannelID: ch.Id, ChannelName: cmd.Name, Author: p.ID,
+			scope := m.ChannelKey(ch.Id)
+			if _, err := tx.Put(ctx, scope, scope, ch); err != nil {
+				return err
+			}
+			if _, err := tx.Put(ctx, m.ChanMemberKey(ch.Id, p.ID), scope, &channelv1.ChannelMember{ChannelId: ch.Id, UserId: p.ID}); err != nil {
+				return err
+			}
+			id := sync.NewID()
+			if _, err := tx.Put(ctx, m.MessageKey(ch.Id, id), scope, &messagev1.Message{
+				Id: id, ChannelId: ch.Id, Author: p.ID, System: true, Text: p.ID + " created #" + cmd.Name,
 			}); err != nil {
 				return err
 			}
-		}
-		return nil
-	})
+			// Notify who may join it: the team's members, or the organization's
+			// members other than guests. Jobs commit with the channel.
+			prefix := "orgmember/" + cmd.OrgID + "/"
+			if cmd.TeamID != "" {
+				prefix = "teammember/" + cmd.OrgID + "/" + cmd.TeamID + "/"
+			}
+			keys, err := tx.KeysMatching(ctx, prefix, "")
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				user := strings.TrimPrefix(k, prefix)
+				if user == p.ID {
+					continue
+				}
+				if cmd.TeamID == "" {
+					mem := &orgv1.Member{}
+					if _, err := tx.Get(ctx, k, mem); err != nil {
+						return err
+					}
+					if mem.GetRole() == orgv1.Role_ROLE_GUEST {
+						continue
+					}
+				}
+				if err := tx.Enqueue(ctx, notify.KindChannelCreated, notify.ChannelCreated{
+					UserID: user, ChannelID: ch.Id, ChannelName: cmd.Name, Author: p.ID,
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -250,20 +249,14 @@ func (s *Service) decode(id string) (string, error) {
 	return org, nil
 }
 
-// change authorizes procedure on channel id over locked facts and runs fn.
-func (s *Service) change(ctx context.Context, procedure, id, org string, fn func(ctx context.Context, tx *sync.Tx, p *authz.Principal) (sync.Change, error)) (sync.Change, error) {
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return sync.Change{}, authz.ErrUnauthenticated
-	}
-	res := authz.Resource{Key: m.ChannelKey(id), Scope: m.ChannelKey(id), Params: map[string]string{"org_id": org, "channel_id": id}}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, procedure, res, access.TxFacts(tx)); err != nil {
+// change authorizes procedure on channel id over locked facts and runs fn
+// (kit.Steps: the resource comes from the policy's resolver).
+func (s *Service) change(ctx context.Context, procedure, id, _ string, fn func(ctx context.Context, tx *sync.Tx, p *authz.Principal) (sync.Change, error)) (sync.Change, error) {
+	changes, err := s.steps().Write(ctx, procedure, nil, authz.Question{Params: map[string]string{"channel_id": id}},
+		func(ctx context.Context, c kit.Call) error {
+			_, err := fn(ctx, c.Tx, c.Principal)
 			return err
-		}
-		_, err := fn(ctx, tx, p)
-		return err
-	})
+		})
 	if err != nil {
 		return sync.Change{}, err
 	}

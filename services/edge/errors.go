@@ -54,6 +54,10 @@ func Unavailable(msg string) error { return &UnavailableError{Msg: msg} }
 // the client, says which limit was reached.
 func Exhausted(msg string) error { return clientError(connect.CodeResourceExhausted, msg) }
 
+// AlreadyExists returns an already_exists error whose message, written for
+// the client, says what exists (a member who is invited again).
+func AlreadyExists(msg string) error { return clientError(connect.CodeAlreadyExists, msg) }
+
 // internalMessage is all a client learns about an unexpected error.
 const internalMessage = "internal error"
 

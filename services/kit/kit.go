@@ -48,6 +48,11 @@ type Module struct {
 	Under map[string]string
 	// Presence lists scope types whose streams learn who else is online.
 	Presence []string
+	// RateClasses names the rate class (edge.RateTyping, edge.RateMessages,
+	// ...) of the module's procedures that are not plain writes; the others
+	// are found from their proto (read-only procedures and streams are not
+	// limited; Create… and Invite… are "create"; the rest "writes").
+	RateClasses map[string]edge.RateClass
 	// NeedsNATS says the service's calls depend on NATS (live streams):
 	// health reports it NOT_SERVING while NATS has been down beyond a
 	// grace.

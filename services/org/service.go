@@ -2,8 +2,11 @@
 package org
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/sync"
 )
@@ -24,6 +28,11 @@ type Service struct {
 }
 
 var _ orgv1connect.OrgServiceHandler = (*Service)(nil)
+
+// steps are the shared steps of the service's mutating handlers.
+func (s *Service) steps() kit.Steps {
+	return kit.Steps{Store: s.store, Policies: s.policies, Valid: s.valid}
+}
 
 // NewService returns the OrgService.
 func NewService(store *sync.Store, policies *authz.Table, valid *edge.Validator) *Service {
@@ -74,7 +83,7 @@ func resolve(action string) func(*authz.Principal, authz.Question) authz.Resourc
 
 // Policies returns the policy of every OrgService procedure.
 func Policies() []authz.Policy {
-	return []authz.Policy{
+	return append(invitationPolicies(), []authz.Policy{
 		{Procedure: orgv1connect.OrgServiceCreateTeamProcedure, Action: "org.create_team",
 			Description: "owners and admins of the organization", Check: manage, Resolve: resolve("team")},
 		{Procedure: orgv1connect.OrgServiceAddTeamMemberProcedure, Action: "org.add_team_member",
@@ -86,12 +95,12 @@ func Policies() []authz.Policy {
 		{Procedure: orgv1connect.OrgServiceCreateOrgProcedure, Action: "org.create",
 			Description: "any authenticated user; they become its owner"},
 		{Procedure: orgv1connect.OrgServiceAddMemberProcedure, Action: "org.add_member",
-			Description: "owners and admins of the organization; only owners add owners", Check: manage, Resolve: resolve("add")},
+			Description: "owners and admins of the organization invite (only owners invite owners); service principals add directly", Check: manage, Resolve: resolve("add")},
 		{Procedure: orgv1connect.OrgServiceChangeRoleProcedure, Action: "org.change_role",
 			Description: "owners and admins; only owners grant or take the owner role", Check: manage, Resolve: resolve("change")},
 		{Procedure: orgv1connect.OrgServiceRemoveMemberProcedure, Action: "org.remove_member",
-			Description: "owners and admins (only owners remove owners), or the member themselves", Check: manage, Resolve: resolve("remove")},
-	}
+			Description: "owners and admins (only owners remove owners), or the member themselves; withdraws a pending invitation", Check: manage, Resolve: resolve("remove")},
+	}...)
 }
 
 type createCmd struct {
@@ -101,15 +110,10 @@ type createCmd struct {
 // CreateOrg creates an organization owned by the caller.
 func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.CreateOrgRequest]) (*connect.Response[orgv1.CreateOrgResponse], error) {
 	cmd := createCmd{Name: req.Msg.GetName()}
-	if err := s.valid.Validate(ctx, cmd); err != nil {
-		return nil, err
-	}
-	if err := s.policies.Authorize(ctx, orgv1connect.OrgServiceCreateOrgProcedure, authz.Resource{}); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	o := &orgv1.Org{Id: sync.NewID(), Name: cmd.Name, CreatedBy: p.ID}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+	id := sync.NewID()
+	changes, err := s.steps().Write(ctx, orgv1connect.OrgServiceCreateOrgProcedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
+		tx, p := c.Tx, c.Principal
+		o := &orgv1.Org{Id: id, Name: cmd.Name, CreatedBy: p.ID}
 		key := m.OrgKey(o.Id)
 		if _, err := tx.Put(ctx, key, key, o); err != nil {
 			return err
@@ -131,7 +135,7 @@ func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.Crea
 
 type memberCmd struct {
 	OrgID  string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ ,userid"`
 	Role   string `field:"role" validate:"required,oneof=owner admin member guest"`
 }
 
@@ -144,18 +148,11 @@ func (s *Service) decode(orgID, userID string, role orgv1.Role, needRole bool) (
 }
 
 // write runs a membership change: authorize over locked facts, then fn.
-func (s *Service) write(ctx context.Context, procedure, action string, cmd memberCmd, fn func(ctx context.Context, tx *sync.Tx) (sync.Change, error)) (sync.Change, error) {
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return sync.Change{}, authz.ErrUnauthenticated
-	}
-	res := authz.Resource{Key: m.OrgMemberKey(cmd.OrgID, cmd.UserID), Scope: m.OrgKey(cmd.OrgID),
-		Params: map[string]string{"org_id": cmd.OrgID, "user_id": cmd.UserID, "role": cmd.Role, "action": action}}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, procedure, res, access.TxFacts(tx)); err != nil {
-			return err
-		}
-		_, err := fn(ctx, tx)
+func (s *Service) write(ctx context.Context, procedure string, cmd memberCmd, fn func(ctx context.Context, tx *sync.Tx) (sync.Change, error)) (sync.Change, error) {
+	// The policy's resolver names the membership and the action.
+	q := authz.Question{Params: map[string]string{"org_id": cmd.OrgID, "user_id": cmd.UserID, "role": cmd.Role}}
+	changes, err := s.steps().Write(ctx, procedure, nil, q, func(ctx context.Context, c kit.Call) error {
+		_, err := fn(ctx, c.Tx)
 		return err
 	})
 	if err != nil {
@@ -185,17 +182,26 @@ func owners(ctx context.Context, tx *sync.Tx, org string) (int, error) {
 	return n, nil
 }
 
-// AddMember adds a user to an organization with a role.
+// AddMember invites a user to an organization with a role or, for a
+// service principal, adds them directly (withdrawing a pending invitation).
+// A member or a pending invitee cannot be invited again (already_exists).
 func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddMemberRequest]) (*connect.Response[orgv1.AddMemberResponse], error) {
 	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, "add", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	p := authz.PrincipalFrom(ctx)
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
-			return sync.Change{}, edge.Precondition("already a member; use ChangeRole")
+			return sync.Change{}, edge.AlreadyExists("already a member; use ChangeRole")
 		} else if !errors.Is(err, sync.ErrNotFound) {
+			return sync.Change{}, err
+		}
+		if !p.Service {
+			return invite(ctx, tx, p.ID, cmd.OrgID, cmd.UserID, req.Msg.GetRole())
+		}
+		if _, _, err := withdraw(ctx, tx, cmd.OrgID, cmd.UserID); err != nil {
 			return sync.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, req.Msg.GetRole()) }); err != nil {
@@ -206,7 +212,9 @@ func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddM
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&orgv1.AddMemberResponse{Written: c.RecordVersion()}), nil
+	// From the change, so a replay answers alike.
+	invited := strings.HasPrefix(c.Key, "orginvitation/")
+	return connect.NewResponse(&orgv1.AddMemberResponse{Written: c.RecordVersion(), Invited: invited}), nil
 }
 
 // ChangeRole changes a member's role; the last owner keeps theirs.
@@ -215,7 +223,7 @@ func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.Cha
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, "change", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
 		if _, err := tx.Get(ctx, key, mem); err != nil {
@@ -231,6 +239,15 @@ func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.Cha
 			}
 		}
 		mem.Role = req.Msg.GetRole()
+		teams, err := m.TeamsOf(ctx, tx, cmd.OrgID, cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		// The channels the new role no longer admits go first: the
+		// membership change stays the last one.
+		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{Role: mem.Role, Teams: teams}); err != nil {
+			return sync.Change{}, err
+		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, mem.Role) }); err != nil {
 			return sync.Change{}, err
 		}
@@ -250,10 +267,18 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, "remove", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
-		if _, err := tx.Get(ctx, key, mem); err != nil {
+		if _, err := tx.Get(ctx, key, mem); errors.Is(err, sync.ErrNotFound) {
+			// Not a member: withdraw a pending invitation, if any; the
+			// organization's copy, which managers read, is written last.
+			_, c, werr := withdraw(ctx, tx, cmd.OrgID, cmd.UserID)
+			if werr != nil || c.Key == "" {
+				return sync.Change{}, cmp.Or(werr, err)
+			}
+			return c, nil
+		} else if err != nil {
 			return sync.Change{}, err
 		}
 		if mem.GetRole() == orgv1.Role_ROLE_OWNER {
@@ -265,15 +290,14 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 				return sync.Change{}, edge.Precondition("the last owner cannot leave the organization")
 			}
 		}
-		chans, err := tx.KeysMatching(ctx, "chanmember/"+cmd.OrgID+".", "/"+cmd.UserID)
-		if err != nil {
+		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{}); err != nil {
 			return sync.Change{}, err
 		}
 		teams, err := tx.KeysMatching(ctx, "teammember/"+cmd.OrgID+"/", "/"+cmd.UserID)
 		if err != nil {
 			return sync.Change{}, err
 		}
-		for _, k := range append(chans, teams...) {
+		for _, k := range teams {
 			if _, err := tx.Delete(ctx, k); err != nil {
 				return sync.Change{}, err
 			}
@@ -364,7 +388,7 @@ func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.Cre
 		return nil, err
 	}
 	team := &orgv1.Team{Id: sync.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
-	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, "team", memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		return tx.Put(ctx, m.TeamKey(cmd.OrgID, team.Id), m.OrgKey(cmd.OrgID), team)
 	})
 	if err != nil {
@@ -380,7 +404,7 @@ func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.Cre
 type teamMemberCmd struct {
 	OrgID  string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
 	TeamID string `field:"team_id" validate:"required,maxbytes=64,alphanum"`
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ ,userid"`
 }
 
 // AddTeamMember adds a member of the organization to a team.
@@ -389,7 +413,7 @@ func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.
 	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, "team", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		if _, err := tx.Get(ctx, m.TeamKey(cmd.OrgID, cmd.TeamID), nil); err != nil {
 			return sync.Change{}, err
 		}
@@ -416,11 +440,29 @@ func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[org
 	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, "remove", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		key := m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID)
+		if _, err := tx.Get(ctx, key, nil); err != nil {
+			return sync.Change{}, err
+		}
+		role, err := m.Role(ctx, access.TxFacts(tx), cmd.OrgID, cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		teams, err := m.TeamsOf(ctx, tx, cmd.OrgID, cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		// Leave the team's channels the user's role does not admit them to
+		// on its own, before the team membership change (the last one).
+		left := slices.DeleteFunc(teams, func(t string) bool { return t == cmd.TeamID })
+		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{Role: role, Teams: left}); err != nil {
+			return sync.Change{}, err
+		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetTeam(idx, cmd.OrgID, cmd.TeamID, false) }); err != nil {
 			return sync.Change{}, err
 		}
-		return tx.Delete(ctx, m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID))
+		return tx.Delete(ctx, key)
 	})
 	if err != nil {
 		return nil, err
