@@ -467,6 +467,9 @@ export function chatView(app: App, channelId: string): View {
     sub = client.subscribe(
       { scopes: [{ scope, limit: windowSize }] },
       {
+        // Kept across reloads: a reloaded page shows what it held at once
+        // and the stream resumes from the saved cursor.
+        persist: scope,
         onUpdate,
         onStatus: (s, err) => {
           app.streamStatus(sub!, s, err);
