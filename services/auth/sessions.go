@@ -20,10 +20,11 @@ type SessionsConfig struct {
 	TTL time.Duration
 	// Idle ends a session not used for this long (a request or an open
 	// stream is use): sliding expiry within TTL. Zero means no idle
-	// expiry. Use is recorded in Postgres at most every TouchEvery and an
-	// instance trusts a cached answer for at most TouchEvery, so a session
-	// is refused between Idle-2*TouchEvery and Idle+TouchEvery after its
-	// last use, and never while it is used more often than that.
+	// expiry. Use is recorded in Postgres at most every TouchEvery, and an
+	// instance trusts a cached answer for at most min(CacheTTL, TouchEvery)
+	// (so use served from the cache is recorded too): a session is refused
+	// between Idle-TouchEvery-min(CacheTTL, TouchEvery) and Idle after its
+	// last use, and never while used more often than that.
 	Idle time.Duration
 	// CacheTTL bounds how long another instance may still accept a revoked
 	// session. Default 2s.
