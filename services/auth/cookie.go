@@ -43,8 +43,8 @@ type browserKey struct{}
 type browser struct {
 	sameOrigin bool   // Origin names this server (https, or http on loopback)
 	secure     bool   // the page is served over https
-	cookie     string // the session cookie's value; "" if none
-	hasCookie  bool
+	cookie     string // the value of the session cookie of the page's scheme; "" if none
+	hasCookie  bool   // a session cookie of either name came along
 }
 
 // WithBrowser returns r with its Origin, Host and session cookie recorded
@@ -60,9 +60,14 @@ func WithBrowser(r *http.Request) *http.Request {
 	}
 	// Only the cookie of the page's scheme counts: over https a plain
 	// sluice_session cookie (which anyone on the site could set) is ignored.
-	for _, c := range r.CookiesNamed(name) {
+	// Either one makes the request cookie-authenticated, so a foreign
+	// Origin is refused whichever it carries.
+	for _, c := range r.Cookies() {
+		if c.Name != CookieName && c.Name != CookieNameLoopback {
+			continue
+		}
 		b.hasCookie = true
-		if b.cookie == "" {
+		if c.Name == name && b.cookie == "" {
 			b.cookie = c.Value
 		}
 	}
