@@ -106,3 +106,34 @@ func TestDenialsAreLogged(t *testing.T) {
 		t.Errorf("one denial logged %d times", n)
 	}
 }
+
+// Service principals act as "service:<name>", whichever credential they
+// present; a service name in that namespace is refused.
+func TestServicePrincipalIDs(t *testing.T) {
+	t.Parallel()
+	token, hash, err := NewServiceToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := NewServiceCredentials([]ServiceCredential{{Name: "billing", TokenHash: hash}, {Name: "reporter"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := sc.ByToken(token); !ok || p.ID != "service:billing" || !p.Service {
+		t.Errorf("ByToken = %+v, %v; want service:billing", p, ok)
+	}
+	if p, ok := sc.ByCertName("reporter"); !ok || p.ID != "service:reporter" || !p.Service {
+		t.Errorf("ByCertName = %+v, %v; want service:reporter", p, ok)
+	}
+	if _, ok := sc.ByCertName("service:reporter"); ok {
+		t.Error("ByCertName accepted the principal id as a certificate name")
+	}
+	if _, err := NewServiceCredentials([]ServiceCredential{{Name: "Service:x"}}); err == nil {
+		t.Error("a service name in the service namespace was accepted")
+	}
+	for id, want := range map[string]bool{"service:a": true, "SERVICE:": true, "service": false, "services:a": false, "a:service:b": false, "": false} {
+		if got := IsServiceID(id); got != want {
+			t.Errorf("IsServiceID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

@@ -9,7 +9,8 @@ import (
 // Principal is the authenticated caller. It comes only from the session (the
 // authentication interceptor); no request body ever names the caller.
 type Principal struct {
-	// ID is the user id (or the service name for a service principal).
+	// ID is the user id, or ServiceID(name) ("service:<name>") for a
+	// service principal: the two namespaces never overlap.
 	ID string
 	// Roles are the caller's global roles, e.g. "admin".
 	Roles []string

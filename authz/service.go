@@ -9,6 +9,23 @@ import (
 	"strings"
 )
 
+// ServiceIDPrefix starts the principal id of every service principal: the
+// service "billing" acts as "service:billing". Users live in another
+// namespace: no authenticator may return a user id of this form (see
+// IsServiceID), so a user named like a service never owns, nor acts as,
+// what the service created.
+const ServiceIDPrefix = "service:"
+
+// ServiceID returns the principal id of the service name.
+func ServiceID(name string) string { return ServiceIDPrefix + name }
+
+// IsServiceID reports whether id is in the service namespace. The prefix
+// is compared without regard to case, so that no user id can even look
+// like a service's ("Service:billing").
+func IsServiceID(id string) bool {
+	return len(id) >= len(ServiceIDPrefix) && strings.EqualFold(id[:len(ServiceIDPrefix)], ServiceIDPrefix)
+}
+
 // ServiceTokenPrefix marks service credentials, so they are told apart
 // from session tokens and JWTs and are easy to spot by secret scanners.
 const ServiceTokenPrefix = "sks_"
@@ -34,7 +51,7 @@ type ServiceCredentials struct {
 func NewServiceCredentials(creds []ServiceCredential) (*ServiceCredentials, error) {
 	sc := &ServiceCredentials{byHash: map[[32]byte]string{}, names: map[string]bool{}}
 	for i, c := range creds {
-		if c.Name == "" || strings.ContainsAny(c.Name, " /\t\r\n") {
+		if c.Name == "" || strings.ContainsAny(c.Name, " /\t\r\n") || IsServiceID(c.Name) {
 			return nil, fmt.Errorf("services[%d].name: %q is not a valid service name", i, c.Name)
 		}
 		if sc.names[c.Name] {
@@ -68,7 +85,8 @@ func NewServiceToken() (token, hash string, err error) {
 // IsServiceToken reports whether token has the service credential form.
 func IsServiceToken(token string) bool { return strings.HasPrefix(token, ServiceTokenPrefix) }
 
-// ByToken returns the service principal of a service token.
+// ByToken returns the service principal of a service token; its ID is
+// ServiceID(name).
 func (sc *ServiceCredentials) ByToken(token string) (*Principal, bool) {
 	if sc == nil {
 		return nil, false
@@ -79,14 +97,19 @@ func (sc *ServiceCredentials) ByToken(token string) (*Principal, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &Principal{ID: name, Service: true, Roles: []string{"service"}}, true
+	return servicePrincipal(name), true
+}
+
+// servicePrincipal returns the principal of the service name.
+func servicePrincipal(name string) *Principal {
+	return &Principal{ID: ServiceID(name), Service: true, Roles: []string{"service"}}
 }
 
 // ByCertName returns the service principal for a verified TLS client
-// certificate's Common Name.
+// certificate's Common Name; its ID is ServiceID(cn).
 func (sc *ServiceCredentials) ByCertName(cn string) (*Principal, bool) {
 	if sc == nil || !sc.names[cn] {
 		return nil, false
 	}
-	return &Principal{ID: cn, Service: true, Roles: []string{"service"}}, true
+	return servicePrincipal(cn), true
 }

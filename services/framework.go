@@ -39,7 +39,7 @@ func Framework() []kit.Module {
 		{
 			Name: userv1connect.UserServiceName,
 			Mount: func(d *kit.Deps, opts ...connect.HandlerOption) (string, http.Handler) {
-				return userv1connect.NewUserServiceHandler(user.NewService(d.Store, d.Policies, d.Valid), opts...)
+				return userv1connect.NewUserServiceHandler(user.NewService(d.Steps()), opts...)
 			},
 			Policies: user.Policies(),
 			// A profile is its own scope; who may read it is the app's

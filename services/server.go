@@ -65,6 +65,9 @@ type Config struct {
 	SessionCheck time.Duration
 	// StreamLimits bound the streams a user holds open on this instance.
 	StreamLimits auth.StreamLimits
+	// RateLimits bound the calls with side effects of each principal, by
+	// procedure class (see RateClasses).
+	RateLimits edge.RateLimits
 	// BodyTimeout bounds the time a client takes to send a request body
 	// (a unary request, or the request of a stream); past it the read
 	// fails and the call ends. Zero means 30s.
@@ -221,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 		edge.ErrorInterceptor(log),
 		edge.DeadlineInterceptor(edge.UnaryTimeout),
 		auth.NewInterceptor(sessions, policies, cfg.Tokens, cfg.Services),
+		newRateLimiter(cfg.RateLimits).Interceptor(),
 		edge.IdempotencyInterceptor(),
 	)...)
 	scopes := NewScopes(modules)

@@ -89,8 +89,9 @@ func (t *Tx) claim(ctx context.Context, id Idempotency) ([]Change, bool, error) 
 	return out, true, nil
 }
 
-// record stores the committed result of the attempt, in tx.
-func (t *Tx) record(ctx context.Context, id Idempotency) error {
+// record returns the statement that stores the committed result of the
+// attempt; Update sends it in one round trip with COMMIT.
+func (t *Tx) record(id Idempotency) (string, []any, error) {
 	stored := make([]storedChange, len(t.changes))
 	for i, c := range t.changes {
 		stored[i] = storedChange{Key: c.Key, Scope: c.Scope, Version: c.Version, Seq: c.Seq, Deleted: c.Deleted,
@@ -98,11 +99,8 @@ func (t *Tx) record(ctx context.Context, id Idempotency) error {
 	}
 	raw, err := json.Marshal(stored)
 	if err != nil {
-		return fmt.Errorf("encode idempotent result: %w", err)
+		return "", nil, fmt.Errorf("encode idempotent result: %w", err)
 	}
-	if _, err := t.tx.Exec(ctx, `UPDATE idempotency SET changes = $3 WHERE principal = $1 AND key = $2`,
-		id.Principal, id.Key, raw); err != nil {
-		return fmt.Errorf("record idempotency key: %w", translate(err))
-	}
-	return nil
+	return `UPDATE idempotency SET changes = $3 WHERE principal = $1 AND key = $2`,
+		[]any{id.Principal, id.Key, raw}, nil
 }

@@ -207,28 +207,69 @@ func (s *Store) window(ctx context.Context, scope string, upto int64, limit int)
 	return recs, err
 }
 
-// List returns up to limit live records of scope whose latest seq is below
-// before (0: no bound), newest first, and the scope's seq, read from one
-// snapshot. Read access must have been checked by the caller.
-func (s *Store) List(ctx context.Context, scope string, before int64, limit int) (recs []Change, seq int64, err error) {
-	err = s.view(ctx, func(r *reader) error {
-		if seq, _, err = r.scopeState(ctx, scope); err != nil {
+// ListQuery names one page of a scope's records for Store.List.
+type ListQuery struct {
+	// Scope is the scope to read, e.g. "channel/7".
+	Scope string
+	// KeyPrefix, when set, keeps only the records whose key starts with it:
+	// a typed list such as the messages ("message/7/") of a channel scope.
+	KeyPrefix string
+	// BeforeSeq keeps the records whose latest seq is below it; 0 means
+	// from the newest.
+	BeforeSeq int64
+	// Limit is the page size; at least 1.
+	Limit int
+}
+
+// ListPage is one page of a scope's records, newest first.
+type ListPage struct {
+	// Records are live records (no tombstones), newest seq first.
+	Records []Change
+	// NextBeforeSeq is the BeforeSeq of the next (older) page; 0 when this
+	// page is the last.
+	NextBeforeSeq int64
+	// ScopeSeq is the scope's seq when the page was read: a stream resumed
+	// after it continues exactly after this read.
+	ScopeSeq int64
+}
+
+// List returns one page of q.Scope's live records, newest first, and the
+// scope's seq, read from one snapshot. It is the one paging of the engine:
+// SyncService.List and every typed list built on it (ListMessages) read
+// through it. Read access must have been checked by the caller.
+func (s *Store) List(ctx context.Context, q ListQuery) (ListPage, error) {
+	if q.Limit < 1 {
+		return ListPage{}, fmt.Errorf("list %s: limit %d is below 1", q.Scope, q.Limit)
+	}
+	var page ListPage
+	err := s.view(ctx, func(r *reader) error {
+		var err error
+		if page.ScopeSeq, _, err = r.scopeState(ctx, q.Scope); err != nil {
 			return err
 		}
+		// One more than the page says whether there is a page before it.
 		rows, err := r.tx.Query(ctx, `
 			SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
-			FROM records WHERE scope = $1 AND ($2 = 0 OR seq < $2) AND NOT deleted
-			ORDER BY seq DESC LIMIT $3`, scope, before, limit)
+			FROM records
+			WHERE scope = $1 AND ($2 = 0 OR seq < $2) AND NOT deleted AND left(key, length($3)) = $3
+			ORDER BY seq DESC LIMIT $4`, q.Scope, q.BeforeSeq, q.KeyPrefix, q.Limit+1)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", scope, translate(err))
+			return fmt.Errorf("list %s: %w", q.Scope, translate(err))
 		}
-		recs, err = pgx.CollectRows(rows, scanChangeRow)
+		page.Records, err = pgx.CollectRows(rows, scanChangeRow)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", scope, translate(err))
+			return fmt.Errorf("list %s: %w", q.Scope, translate(err))
 		}
 		return nil
 	})
-	return recs, seq, err
+	if err != nil {
+		return ListPage{}, err
+	}
+	if len(page.Records) > q.Limit {
+		page.Records = page.Records[:q.Limit]
+		page.NextBeforeSeq = page.Records[q.Limit-1].Seq
+	}
+	return page, nil
 }
 
 // collect runs a query of records and collects its rows.

@@ -53,7 +53,7 @@ type Store struct {
 
 	// testHookCommit, when set, ends the transaction instead of COMMIT: a
 	// test stands in for a connection lost while COMMIT was in flight.
-	testHookCommit func(ctx context.Context, tx pgx.Tx) error
+	testHookCommit func(ctx context.Context, tx *txConn) error
 }
 
 // NewStore returns a Store on pool. The caller keeps ownership of pool.
@@ -115,11 +115,13 @@ func (s *Store) Update(ctx context.Context, actor string, fn func(ctx context.Co
 }
 
 func (s *Store) update(ctx context.Context, actor string, fn func(ctx context.Context, tx *Tx) error) ([]Change, error) {
-	ptx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", translate(err))
 	}
-	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	// BEGIN goes with the first statement, in one round trip (txConn).
+	ptx := &txConn{conn: conn}
+	defer ptx.release(context.WithoutCancel(ctx))
 	tx := &Tx{tx: ptx, actor: actor}
 	id, idem := idempotencyFrom(ctx)
 	if idem {
@@ -134,16 +136,24 @@ func (s *Store) update(ctx context.Context, actor string, fn func(ctx context.Co
 	if err := fn(ctx, tx); err != nil {
 		return nil, err
 	}
+	// The idempotency record, if any, travels with COMMIT.
+	var final string
+	var args []any
 	if idem {
-		if err := tx.record(ctx, id); err != nil {
+		if final, args, err = tx.record(id); err != nil {
 			return nil, err
 		}
 	}
 	cctx, span := s.tracer.Start(ctx, "sluice.commit")
 	if s.testHookCommit != nil {
-		err = s.testHookCommit(cctx, ptx)
+		if final != "" {
+			_, err = ptx.Exec(cctx, final, args...)
+		}
+		if err == nil {
+			err = s.testHookCommit(cctx, ptx)
+		}
 	} else {
-		err = ptx.Commit(cctx)
+		err = ptx.CommitAfter(cctx, final, args...)
 	}
 	endSpan(span, err)
 	if err != nil {
@@ -194,7 +204,7 @@ var errReplay = errors.New("idempotent replay")
 // Tx is a write transaction handed to the function of Store.Update. It is
 // not safe for concurrent use and is valid only during that function.
 type Tx struct {
-	tx      pgx.Tx
+	tx      *txConn
 	actor   string
 	changes []Change
 	xid     string // the transaction's id once it wrote a record
@@ -367,28 +377,6 @@ func (s *Store) Matching(ctx context.Context, prefix, suffix, after string, limi
 		return recs[:limit], true, nil
 	}
 	return recs, false, nil
-}
-
-// Page returns up to limit live records of scope whose key starts with
-// keyPrefix and whose latest change is after afterSeq, in seq order, and
-// whether more follow.
-func (s *Store) Page(ctx context.Context, scope, keyPrefix string, afterSeq int64, limit int) ([]Change, bool, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT key, scope, version, seq, deleted, type_name, payload, updated_by, updated_at
-		FROM records
-		WHERE scope = $1 AND seq > $2 AND NOT deleted AND left(key, length($3)) = $3
-		ORDER BY seq LIMIT $4`, scope, afterSeq, keyPrefix, limit+1)
-	if err != nil {
-		return nil, false, fmt.Errorf("page %s: %w", scope, translate(err))
-	}
-	out, err := pgx.CollectRows(rows, scanChangeRow)
-	if err != nil {
-		return nil, false, fmt.Errorf("page %s: %w", scope, translate(err))
-	}
-	if len(out) > limit {
-		return out[:limit], true, nil
-	}
-	return out, false, nil
 }
 
 // NewID returns a random record id: 16 lowercase base32 characters (80

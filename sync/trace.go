@@ -52,7 +52,8 @@ func endSpan(span trace.Span, err error) {
 
 // QueryTracer returns a pgx tracer that makes a span of every query, named
 // by its first word (SELECT, INSERT, WITH, ...), with the statement as an
-// attribute (never its arguments). Set it as pgx's ConnConfig.Tracer.
+// attribute (never its arguments), and of every batch (pgx.BatchTracer).
+// Set it as pgx's ConnConfig.Tracer.
 func QueryTracer(tp trace.TracerProvider) pgx.QueryTracer {
 	return queryTracer{t: tracerOf(tp)}
 }
@@ -76,6 +77,45 @@ func (q queryTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.
 
 func (q queryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
 	if span, ok := ctx.Value(querySpanKey{}).(trace.Span); ok {
+		endSpan(span, data.Err)
+	}
+}
+
+type batchSpanKey struct{}
+
+// TraceBatchStart makes a span of a batch (a transaction's BEGIN goes in
+// one with its first statement): "pg batch", with a child span for each
+// statement as its result arrives.
+func (q queryTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	n := 0
+	if data.Batch != nil {
+		n = len(data.Batch.QueuedQueries)
+	}
+	ctx, span := q.t.Start(ctx, "pg batch", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system", "postgresql"), attribute.Int("db.batch.size", n)))
+	return context.WithValue(ctx, batchSpanKey{}, span)
+}
+
+// TraceBatchQuery records one statement of a batch.
+func (q queryTracer) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if _, ok := ctx.Value(batchSpanKey{}).(trace.Span); !ok {
+		return
+	}
+	sql := data.SQL
+	if len(sql) > 2000 {
+		sql = sql[:2000]
+	}
+	_, span := q.t.Start(ctx, "pg "+firstWord(sql), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system", "postgresql"), attribute.String("db.statement", sql)))
+	endSpan(span, data.Err)
+}
+
+// TraceBatchEnd ends the batch's span.
+func (q queryTracer) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchEndData) {
+	if span, ok := ctx.Value(batchSpanKey{}).(trace.Span); ok {
 		endSpan(span, data.Err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -84,7 +83,7 @@ func TestCommitOutcomeRecovered(t *testing.T) {
 			pool := testPool(t)
 			rec := &recorder{}
 			s := NewStore(pool, StoreConfig{Notifier: rec})
-			s.testHookCommit = func(ctx context.Context, tx pgx.Tx) error {
+			s.testHookCommit = func(ctx context.Context, tx *txConn) error {
 				end := tx.Rollback
 				if committed {
 					end = tx.Commit

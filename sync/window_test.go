@@ -68,7 +68,8 @@ func TestStreamSnapshotCap(t *testing.T) {
 }
 
 // TestStoreList pages a scope newest first; deleted records are left out;
-// the last page says there is no more.
+// each page's cursor leads to the next and the last page says there is no
+// more; a key prefix keeps a typed list of the scope, paged the same way.
 func TestStoreList(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -76,34 +77,42 @@ func TestStoreList(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		put(t, r.store, fmt.Sprintf("msg/%d", i), scope, "x")
 	}
-	del(t, r.store, "msg/4") // seq 6
-	page := func(before int64, limit int) ([]string, int64) {
-		recs, seq, err := r.store.List(context.Background(), scope, before, limit)
+	del(t, r.store, "msg/4")                // seq 6
+	put(t, r.store, "member/a", scope, "x") // seq 7
+	page := func(prefix string, before int64, limit int) ([]string, int64) {
+		p, err := r.store.List(context.Background(), ListQuery{Scope: scope, KeyPrefix: prefix, BeforeSeq: before, Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if seq != 6 {
-			t.Fatalf("scope seq %d, want 6", seq)
+		if p.ScopeSeq != 7 {
+			t.Fatalf("scope seq %d, want 7", p.ScopeSeq)
 		}
 		var keys []string
-		for _, c := range recs {
+		for _, c := range p.Records {
 			keys = append(keys, fmt.Sprintf("%s@%d", c.Key, c.Seq))
 		}
-		if len(recs) == 0 {
-			return keys, 0
+		return keys, p.NextBeforeSeq
+	}
+	steps := []struct {
+		prefix string
+		want   []string
+		next   []int64
+	}{
+		{"", []string{"[member/a@7 msg/5@5]", "[msg/3@3 msg/2@2]", "[msg/1@1]"}, []int64{5, 2, 0}},
+		{"msg/", []string{"[msg/5@5 msg/3@3]", "[msg/2@2 msg/1@1]"}, []int64{3, 0}},
+	}
+	for _, st := range steps {
+		var before int64
+		for i, want := range st.want {
+			got, next := page(st.prefix, before, 2)
+			if fmt.Sprint(got) != want || next != st.next[i] {
+				t.Fatalf("prefix %q page %d: %v next %d, want %s next %d", st.prefix, i+1, got, next, want, st.next[i])
+			}
+			before = next
 		}
-		return keys, recs[len(recs)-1].Seq
 	}
-	got, next := page(0, 2)
-	if fmt.Sprint(got) != "[msg/5@5 msg/3@3]" {
-		t.Fatalf("first page %v", got)
-	}
-	got, next = page(next, 2)
-	if fmt.Sprint(got) != "[msg/2@2 msg/1@1]" {
-		t.Fatalf("second page %v", got)
-	}
-	if got, _ = page(next, 2); len(got) != 0 {
-		t.Fatalf("third page %v, want none", got)
+	if _, err := r.store.List(context.Background(), ListQuery{Scope: scope}); err == nil {
+		t.Fatal("limit 0 listed")
 	}
 }
 

@@ -1,7 +1,9 @@
-import { defineConfig } from "vitest/config";
+import { defineConfig } from "vite";
 
-// The demo app builds straight into cmd/sluiced/webdist, which sluiced
-// embeds and serves at /. `npm run dev` proxies the RPCs to a running
+// The demo app (src/app) builds straight into cmd/sluiced/webdist, which
+// sluiced embeds and serves at /. It imports the workspace package
+// @sluice/client from its build (client/dist), which `npm run build` and
+// `npm run dev` make first. `npm run dev` proxies the RPCs to a running
 // sluiced (SLUICE_URL, default http://localhost:8080).
 export default defineConfig({
   build: {
@@ -14,10 +16,5 @@ export default defineConfig({
     proxy: {
       "^/[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+\\.[A-Z]\\w*/": process.env.SLUICE_URL ?? "http://localhost:8080",
     },
-  },
-  test: {
-    environment: "node",
-    include: ["test/unit/**/*.test.ts"],
-    testTimeout: 10_000,
   },
 });

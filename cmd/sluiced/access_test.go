@@ -96,7 +96,7 @@ func TestServicePrincipals(t *testing.T) {
 	if _, err := billing.color.SetColor(ctx, connect.NewRequest(&colorv1.SetColorRequest{Color: colorv1.Color_COLOR_BLUE})); err != nil {
 		t.Fatalf("service set color: %v", err)
 	}
-	if by := colors.next(t, 10*time.Second).GetRecord().GetRecord().GetUpdatedBy(); by != "billing" {
+	if by := colors.next(t, 10*time.Second).GetRecord().GetRecord().GetUpdatedBy(); by != "service:billing" {
 		t.Fatalf("updated_by = %q, want the service", by)
 	}
 

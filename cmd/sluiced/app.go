@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	connectcors "connectrpc.com/cors"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 	"go.opentelemetry.io/otel/trace"
 
@@ -29,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
+	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync"
@@ -50,7 +53,9 @@ type Config struct {
 	// loopback or a private network.
 	OpsAddr string
 	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
-	// sluice, created if missing), else a private cluster under DataDir.
+	// sluice, created if missing), else, when nothing answers there, a
+	// private cluster under DataDir. A server on localhost:5432 that
+	// refuses the login is an error, not a reason to fall back.
 	DatabaseURL string
 	// NATSURL is the NATS URL. Default: a NATS server embedded in the
 	// process.
@@ -77,6 +82,9 @@ type Config struct {
 	TLSClientCA string
 	// DataDir holds the private Postgres cluster. Default "./.sluice".
 	DataDir string
+	// localDatabase replaces localhost:5432 as the server probed before
+	// a private cluster is started (tests).
+	localDatabase string
 	// SessionTTL is the absolute lifetime of a session: no session
 	// outlives it, however much it is used. Default 24h.
 	SessionTTL time.Duration
@@ -114,6 +122,17 @@ type Config struct {
 	// BodyTimeout bounds the time a client takes to send a request body.
 	// Default 30s.
 	BodyTimeout time.Duration
+	// MaxConnsPerAddr bounds the open connections of one client address
+	// (see edge.ConnLimits). Zero: the config file's, else 256; -1: none.
+	MaxConnsPerAddr int
+	// TrustedPeers lists (comma-separated) the addresses or CIDR prefixes
+	// whose connections are not counted per address; "none" trusts no
+	// one. Empty: the config file's, else loopback.
+	TrustedPeers string
+	// RateLimits bound each user's calls with side effects per procedure
+	// class; a zero class takes the config file's rate, else the default
+	// (edge.DefaultRates).
+	RateLimits edge.RateLimits
 	// SMTPAddr is the SMTP server (host:port) notification e-mail goes
 	// through; empty disables e-mail. MailFrom and MailDomain: the sender,
 	// and the domain of recipients (<user id>@MailDomain).
@@ -151,6 +170,10 @@ type App struct {
 	auth       *AuthSetup
 	file       *FileConfig
 
+	// limited is the listener Serve bounds per client address (its
+	// refusals are counted in sluice_connections_refused_total).
+	limited atomic.Pointer[edge.LimitListener]
+
 	httpMu   gosync.Mutex // guards http and stopping
 	stopping bool
 
@@ -182,6 +205,11 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	}
 	if a.auth, err = OpenAuth(a.file, cfg, a.log); err != nil {
 		return nil, err
+	}
+	if j, ok := a.auth.Tokens.(*auth.JWTAuthenticator); ok {
+		// First started, so stopped last: verifying tokens needs it
+		// until the server has stopped.
+		a.bg.start("jwks refresh", j.Run)
 	}
 	creds := make([]authz.ServiceCredential, 0, len(a.file.Services))
 	for _, sc := range a.file.Services {
@@ -236,6 +264,15 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
 	}))
+	a.metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_connections_refused_total",
+		Help: "Connections closed on accept because their client address held the most allowed (-max-conns-per-addr).",
+	}, func() float64 {
+		if l := a.limited.Load(); l != nil {
+			return float64(l.Refused())
+		}
+		return 0
+	}))
 	a.services, err = services.New(services.Config{
 		Metrics:        a.metrics,
 		TracerProvider: cfg.TracerProvider,
@@ -255,6 +292,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		SessionCheck: cfg.SessionCheck,
 		StreamLimits: cfg.StreamLimits,
 		BodyTimeout:  cfg.BodyTimeout,
+		RateLimits:   rateLimits(cfg, a.file),
 		Logger:       a.log,
 	})
 	if err != nil {
@@ -282,11 +320,17 @@ func (a *App) database(ctx context.Context) (string, error) {
 	if a.cfg.DatabaseURL != "" {
 		return a.cfg.DatabaseURL, nil
 	}
-	local := "postgres://localhost:5432/sluice?sslmode=disable"
+	local := a.cfg.localDatabase
+	if local == "" {
+		local = localPostgres
+	}
 	err := ensureDatabase(ctx, local)
 	if err == nil {
-		a.log.Info("using local postgres", "url", "postgres://localhost:5432/sluice")
+		a.log.Info("using local postgres", "at", redactedURL(local))
 		return local, nil
+	}
+	if refused := localServerError(local, err); refused != nil {
+		return "", refused
 	}
 	a.log.Info("no postgres on localhost:5432; starting a private cluster", "reason", err)
 	dir := a.cfg.DataDir
@@ -498,6 +542,15 @@ func (a *App) Serve(ln net.Listener) error {
 		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		TLSConfig: tc,
 	}
+	lim, err := connLimits(a.cfg, a.file)
+	if err != nil {
+		return err
+	}
+	// Counted per TCP peer, before TLS: a connection over the limit costs
+	// no handshake.
+	limited := edge.NewLimitListener(ln, lim)
+	a.limited.Store(limited)
+	ln = limited
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
@@ -544,8 +597,8 @@ func (a *App) shutdown(ctx context.Context) error {
 }
 
 func (a *App) close(ctx context.Context) {
-	// The worker, relay, presence (its leaves need NATS), hub and
-	// publisher, in that order; then NATS, the pool and the servers.
+	// The worker, relay, presence (its leaves need NATS), hub, publisher
+	// and JWKS refresh, in that order; then NATS, the pool and the servers.
 	a.bg.stop()
 	if a.nc != nil {
 		// Drain delivers what is in flight, then closes the connection.

@@ -5,7 +5,8 @@ import (
 	"log/slog"
 )
 
-// background runs the engine's components (Publisher, Hub, Presence,
+// background runs the instance's background components (the JWT
+// authenticator's key refresh; the engine's Publisher, Hub, Presence,
 // Relay, Worker: each a Run(ctx) error) and stops them in the reverse order
 // of their start, each waited for before the next is told to stop: the
 // worker and relay stop writing before presence signals its leaves, and

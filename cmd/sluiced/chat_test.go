@@ -216,7 +216,8 @@ func TestChannelMessagingAndLiveRemoval(t *testing.T) {
 	}
 }
 
-// History pages through a channel's messages in scope seq order.
+// History pages through a channel's messages newest first, with
+// before_seq cursors, members only.
 func TestMessageHistoryPagination(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, baseConfig(t))
@@ -238,10 +239,10 @@ func TestMessageHistoryPagination(t *testing.T) {
 		}
 	}
 	var texts []string
-	var after int64
+	var before int64
 	pages := 0
 	for {
-		res, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID, AfterSeq: after, Limit: 3}))
+		res, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID, BeforeSeq: before, Limit: 3}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,16 +250,19 @@ func TestMessageHistoryPagination(t *testing.T) {
 		for _, r := range res.Msg.GetMessages() {
 			texts = append(texts, textOf(t, r))
 		}
-		after = res.Msg.GetNextAfterSeq()
-		if !res.Msg.GetHasMore() {
+		before = res.Msg.GetNextBeforeSeq()
+		if res.Msg.GetHasMore() != (before != 0) {
+			t.Fatalf("has_more %v with next_before_seq %d", res.Msg.GetHasMore(), before)
+		}
+		if before == 0 {
 			break
 		}
 	}
-	if fmt.Sprint(texts) != "[alice created #log 1 2 3 4 5 6 7]" || pages != 3 {
+	if fmt.Sprint(texts) != "[7 6 5 4 3 2 1 alice created #log]" || pages != 3 {
 		t.Fatalf("history = %v in %d pages", texts, pages)
 	}
-	if _, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID, Limit: 500})); codeOf(err) != connect.CodeInvalidArgument {
-		t.Fatalf("limit 500: %v", err)
+	if _, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID, Limit: 501})); codeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("limit 501: %v", err)
 	}
 	bob := chatLogin(t, app.url, "bob")
 	if _, err := bob.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID})); codeOf(err) != connect.CodeNotFound {

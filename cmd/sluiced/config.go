@@ -39,6 +39,7 @@ type FileConfig struct {
 	TLS      TLSConfig           `yaml:"tls"`
 	CORS     CORSConfig          `yaml:"cors"`
 	Mail     MailFileConfig      `yaml:"mail"`
+	Limits   LimitsFileConfig    `yaml:"limits"`
 	// ForceInsecure allows the `none` authenticator on an address other
 	// than loopback. Never set it in production.
 	ForceInsecure bool `yaml:"force_insecure"`
@@ -106,10 +107,14 @@ type SessionsFileConfig struct {
 
 // ThrottleFileConfig is auth.throttle.
 type ThrottleFileConfig struct {
-	Disabled   bool           `yaml:"disabled"`
-	PerUser    RateFileConfig `yaml:"per_user"`
-	PerAddress RateFileConfig `yaml:"per_address"`
-	MaxKeys    int            `yaml:"max_keys"`
+	Disabled       bool           `yaml:"disabled"`
+	PerUserAddress RateFileConfig `yaml:"per_user_address"`
+	PerUser        RateFileConfig `yaml:"per_user"`
+	PerAddress     RateFileConfig `yaml:"per_address"`
+	// KnownFor is how long an address a user logged in from is exempt
+	// from per_user for that user (default 720h; negative: never).
+	KnownFor time.Duration `yaml:"known_for"`
+	MaxKeys  int           `yaml:"max_keys"`
 	// TrustedProxies are addresses or CIDR prefixes of reverse proxies
 	// whose X-Forwarded-For is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -373,7 +378,7 @@ func (fc *FileConfig) validate() error {
 	}
 
 	t := fc.Auth.Throttle
-	for name, r := range map[string]RateFileConfig{"per_user": t.PerUser, "per_address": t.PerAddress} {
+	for name, r := range map[string]RateFileConfig{"per_user_address": t.PerUserAddress, "per_user": t.PerUser, "per_address": t.PerAddress} {
 		at := "auth.throttle." + name
 		if r.Attempts < 0 {
 			bad(at+".attempts", "must not be negative")
@@ -396,6 +401,8 @@ func (fc *FileConfig) validate() error {
 			bad(fmt.Sprintf("auth.throttle.trusted_proxies[%d]", i), "%q is not an IP address or CIDR prefix", p)
 		}
 	}
+
+	errs = append(errs, fc.Limits.validate()...)
 
 	seen := map[string]bool{}
 	for i, sc := range fc.Services {
@@ -497,7 +504,8 @@ func isLoopback(addr string) bool {
 // Authenticators builds the auth chain of fc: the password authenticator
 // Login asks (nil if the chain is empty), the token authenticator of the
 // jwt entry (nil if none) and a function that stops their background work
-// (file watching, JWKS refresh), which the caller must call. addr is the
+// (file watching), which the caller must call. The JWT authenticator's key
+// refresh is the caller's to run (auth.JWTAuthenticator.Run). addr is the
 // listen address (see CheckListen).
 func (fc *FileConfig) Authenticators(addr string, log *slog.Logger) (_ auth.PasswordAuthenticator, _ auth.TokenAuthenticator, _ func(), err error) {
 	if log == nil {
@@ -572,8 +580,7 @@ func (fc *FileConfig) Authenticators(addr string, log *slog.Logger) (_ auth.Pass
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("%s: %w", at, err)
 			}
-			closers = append(closers, j.Close)
-			tokens = j
+			tokens = j // its key refresh is run by the caller (JWTAuthenticator.Run)
 		case "none":
 			log.Warn("the none authenticator is on: anyone can log in as any user id (development only)")
 			chain = append(chain, auth.None{})
@@ -624,10 +631,12 @@ func withIdle(s auth.SessionsConfig, idle time.Duration) auth.SessionsConfig {
 func (fc *FileConfig) ServiceConfig() auth.ServiceConfig {
 	t := fc.Auth.Throttle
 	cfg := auth.ServiceConfig{Throttle: auth.ThrottleConfig{
-		Disabled:   t.Disabled,
-		PerUser:    auth.Rate(t.PerUser),
-		PerAddress: auth.Rate(t.PerAddress),
-		MaxKeys:    t.MaxKeys,
+		Disabled:       t.Disabled,
+		PerUserAddress: auth.Rate(t.PerUserAddress),
+		PerUser:        auth.Rate(t.PerUser),
+		PerAddress:     auth.Rate(t.PerAddress),
+		KnownFor:       t.KnownFor,
+		MaxKeys:        t.MaxKeys,
 	}}
 	for _, p := range t.TrustedProxies {
 		if pp, err := parsePrefix(p); err == nil { // validated on load

@@ -75,9 +75,11 @@ func TestConfigExample(t *testing.T) {
 	}
 	svc := fc.ServiceConfig()
 	want := auth.ThrottleConfig{
-		PerUser:    auth.Rate{Attempts: 5, Per: time.Minute, Burst: 5},
-		PerAddress: auth.Rate{Attempts: 20, Per: time.Minute, Burst: 20},
-		MaxKeys:    100000,
+		PerUserAddress: auth.Rate{Attempts: 5, Per: time.Minute, Burst: 5},
+		PerUser:        auth.Rate{Attempts: 60, Per: time.Hour, Burst: 20},
+		PerAddress:     auth.Rate{Attempts: 20, Per: time.Minute, Burst: 20},
+		KnownFor:       720 * time.Hour,
+		MaxKeys:        100000,
 	}
 	if svc.Throttle != want {
 		t.Errorf("throttle = %+v, want %+v", svc.Throttle, want)

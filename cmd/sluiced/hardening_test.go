@@ -538,11 +538,11 @@ func TestMalformedRequestsAreClientErrors(t *testing.T) {
 			return err
 		},
 		"lte": func() error {
-			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", Limit: 201}))
+			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", Limit: 501}))
 			return err
 		},
 		"gte": func() error {
-			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", AfterSeq: -1}))
+			_, err := alice.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: "a.b", BeforeSeq: -1}))
 			return err
 		},
 		"oneof": func() error {

@@ -22,7 +22,6 @@ import (
 	userv1 "github.com/sluicehq/sluice/gen/sluice/user/v1"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/services/message"
 	"github.com/sluicehq/sluice/services/syncsvc"
 )
 
@@ -366,7 +365,7 @@ func TestLimitBoundaries(t *testing.T) {
 			return err
 		}},
 		{"ListMessages limit", "limit", true, func(ctx context.Context, past bool) error {
-			_, err := bob.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID, Limit: int32(n(message.MaxLimit, past))}))
+			_, err := bob.msg.ListMessages(ctx, connect.NewRequest(&messagev1.ListMessagesRequest{ChannelId: chID, Limit: int32(n(syncsvc.MaxListLimit, past))}))
 			return err
 		}},
 		{"ListMessages channel_id", "channel_id", false, func(ctx context.Context, past bool) error {

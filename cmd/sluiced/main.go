@@ -13,7 +13,9 @@
 // DATABASE_URL, NATS_URL, SLUICE_ADDR, SLUICE_USERS, SLUICE_NATS_PREFIX,
 // SLUICE_DATA_DIR, SLUICE_LOG_LEVEL, SLUICE_CONFIG, SLUICE_TLS_CERT,
 // SLUICE_TLS_KEY, SLUICE_TLS_CLIENT_CA, SLUICE_SMTP_ADDR, SLUICE_MAIL_FROM,
-// SLUICE_MAIL_DOMAIN.
+// SLUICE_MAIL_DOMAIN, SLUICE_MAX_CONNS_PER_ADDR, SLUICE_TRUSTED_PEERS,
+// SLUICE_RATE_CREATE, SLUICE_RATE_TYPING, SLUICE_RATE_MESSAGES,
+// SLUICE_RATE_WRITES.
 package main
 
 import (
@@ -84,7 +86,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	cfg := &Config{}
 	fs.StringVar(&cfg.Addr, "addr", envOr("SLUICE_ADDR", "127.0.0.1:8080"), "listen address (SLUICE_ADDR); :8080 for every interface")
 	fs.BoolVar(&cfg.InsecureDevUsers, "insecure-dev-users", os.Getenv("SLUICE_INSECURE_DEV_USERS") == "1", "serve the built-in development users (public passwords) on an address other than loopback (SLUICE_INSECURE_DEV_USERS=1); never for anything others can reach")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (DATABASE_URL); default localhost:5432/sluice, else a private cluster under -data-dir")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (DATABASE_URL); default localhost:5432/sluice, else (when nothing answers there) a private cluster under -data-dir")
 	fs.StringVar(&cfg.NATSURL, "nats-url", os.Getenv("NATS_URL"), "NATS URL (NATS_URL); default: embedded in the process")
 	fs.StringVar(&cfg.NATSPrefix, "nats-prefix", envOr("SLUICE_NATS_PREFIX", "sluice"), "NATS subject prefix shared by one deployment (SLUICE_NATS_PREFIX)")
 	fs.StringVar(&cfg.UsersFile, "users", os.Getenv("SLUICE_USERS"), "users file, YAML or JSON in deepstream's shape (SLUICE_USERS); default: the development users")
@@ -118,6 +120,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.IntVar(&cfg.MaxSnapshot, "max-snapshot", 10000, "records a stream may receive in a snapshot of a whole scope; larger scopes need a window (ScopeTarget.limit)")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", os.Getenv("SLUICE_OPS_ADDR"), "listen address of /metrics (Prometheus), /healthz and /readyz; keep it on loopback or a private network; empty: off (SLUICE_OPS_ADDR)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", os.Getenv("SLUICE_DEBUG_ADDR"), "listen address of the Go profiler (/debug/pprof/); keep it on loopback; empty: off (SLUICE_DEBUG_ADDR)")
+	limitFlags(fs, cfg)
 	level := fs.String("log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SLUICE_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "text"), "log format: text or json (SLUICE_LOG_FORMAT)")
 	return fs, cfg, level
@@ -165,7 +168,7 @@ func (h traceHandler) WithGroup(name string) slog.Handler {
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("serve", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
@@ -239,7 +242,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("migrate", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)
@@ -265,7 +268,7 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 
 func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg, level := flags("seed", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(*level, cfg.LogFormat, stderr)

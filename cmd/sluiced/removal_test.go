@@ -11,6 +11,7 @@ import (
 	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
+	"github.com/sluicehq/sluice/services/edge"
 )
 
 // A member removed from an organization loses every channel membership
@@ -18,7 +19,9 @@ import (
 // used to take the first 1000 only, leaving three readable and writable).
 func TestRemovalTakesEveryChannel(t *testing.T) {
 	t.Parallel()
-	app := startApp(t, baseConfig(t))
+	cfg := baseConfig(t)
+	cfg.RateLimits.Rates[edge.RateCreate] = edge.Unlimited // 1003 channels in a loop
+	app := startApp(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	alice := chatLogin(t, app.url, "alice")

@@ -8,6 +8,12 @@
 // trust authentication for the superuser "sluice", and has a database named
 // "sluice".
 //
+// Several processes may use one cluster: Start reuses a server already
+// running from the directory, and Stop stops the server only when the
+// last process using it lets go (see users.go); a process that crashed
+// holds nothing. The lock and the users' registrations live next to the
+// data directory (<dir>.lock, <dir>.users/).
+//
 // PostgreSQL refuses to run as root. When the calling process runs as root,
 // initdb, pg_ctl and postgres are run as the unprivileged user "postgres" (or
 // "nobody" if that does not exist), and the data directory is owned by that
@@ -68,9 +74,10 @@ var pickPort = freePort
 // requiredBinaries are the programs FindBinDir looks for.
 var requiredBinaries = []string{"initdb", "pg_ctl", "postgres"}
 
-// Cluster is a running private PostgreSQL server started (or found already
-// running) by Start. The caller must call Stop. URL is safe for concurrent use;
-// Stop may be called more than once.
+// Cluster is one process's use of a private PostgreSQL server, which Start
+// started or found already running. The caller must call Stop, which stops
+// the server only if no other process still uses it. URL is safe for
+// concurrent use; Stop may be called more than once.
 type Cluster struct {
 	dir    string // absolute data directory
 	binDir string
@@ -80,6 +87,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	stopped bool
+	reg     *registration // this Cluster's entry in usersDir; nil once released
 }
 
 // osUser is the unprivileged account the server runs as when we are root.
@@ -131,42 +139,64 @@ func Start(ctx context.Context, dir string, log *slog.Logger) (*Cluster, error) 
 	if err := c.prepareDir(ctx); err != nil {
 		return nil, err
 	}
-
-	if err := c.initdb(ctx); err != nil {
-		return nil, err
-	}
-
-	running, err := c.isRunning(ctx)
+	started, err := c.startOrReuse(ctx)
 	if err != nil {
 		return nil, err
-	}
-	started := false
-	if running {
-		if c.port, err = c.pidFilePort(); err != nil {
-			return nil, err
-		}
-		c.log.Info("devpg: reusing running postgres", "port", c.port)
-	} else {
-		if err := c.start(ctx); err != nil {
-			return nil, err
-		}
-		started = true
 	}
 
 	if err := c.ensureDatabase(ctx); err != nil {
 		if !started {
 			err = fmt.Errorf("server from %s (port %d): %w", pidName, c.port, err)
-		} else {
-			// Do not leave a server behind that the caller cannot stop.
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			if stopErr := c.Stop(stopCtx); stopErr != nil {
-				c.log.Warn("devpg: stop after failed start", "err", stopErr)
-			}
-			cancel()
 		}
+		// Unregister; a server this call started, and that nobody else
+		// has come to use, is stopped rather than left behind.
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if stopErr := c.release(stopCtx, started); stopErr != nil {
+			c.log.Warn("devpg: stop after failed start", "err", stopErr)
+		}
+		cancel()
 		return nil, err
 	}
 	return c, nil
+}
+
+// startOrReuse initialises the cluster if needed, starts the server
+// unless it is running, and registers c as one of its users, all under
+// the cluster lock. started reports whether this call started the server.
+func (c *Cluster) startOrReuse(ctx context.Context) (started bool, err error) {
+	unlock, err := c.lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if err := c.initdb(ctx); err != nil {
+		return false, err
+	}
+	running, err := c.isRunning(ctx)
+	if err != nil {
+		return false, err
+	}
+	if running {
+		if c.port, err = c.pidFilePort(); err != nil {
+			return false, err
+		}
+		c.log.Info("devpg: reusing running postgres", "port", c.port)
+	} else {
+		if err := c.start(ctx); err != nil {
+			return false, err
+		}
+		started = true
+	}
+	c.otherUsers() // drops the registrations of processes that are gone
+	if err := c.register(); err != nil {
+		if started {
+			if _, stopErr := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", "fast", "-w"); stopErr != nil {
+				c.log.Warn("devpg: stop after failed registration", "err", stopErr)
+			}
+		}
+		return false, err
+	}
+	return started, nil
 }
 
 // URL returns a postgres:// connection URL for the "sluice" database on
@@ -187,13 +217,37 @@ func (c *Cluster) urlFor(db string) string {
 	return u.String()
 }
 
-// Stop stops the server with "pg_ctl stop -m fast" and waits until it has
-// exited. Calling Stop again, or on a server that is no longer running, is a
-// no-op returning nil.
+// Stop ends this Cluster's use of the server. The server itself is
+// stopped ("pg_ctl stop -m fast", waiting until it has exited) only when
+// no other live process, nor another Cluster of this process, uses it:
+// a second process that reused a running server (`sluiced seed`, a second
+// `sluiced serve`) leaves it running for the first. Calling Stop again,
+// or on a server that is no longer running, is a no-op returning nil.
 func (c *Cluster) Stop(ctx context.Context) error {
+	return c.release(ctx, true)
+}
+
+// release unregisters c and, if stopServer and no other user remains,
+// stops the server.
+func (c *Cluster) release(ctx context.Context, stopServer bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
+		return nil
+	}
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c.unregister()
+	if others := c.otherUsers(); len(others) > 0 {
+		c.log.Info("devpg: leaving postgres running for its other users", "port", c.port, "pids", others)
+		c.stopped = true
+		return nil
+	}
+	if !stopServer {
+		c.stopped = true
 		return nil
 	}
 	c.log.Info("devpg: stopping postgres", "port", c.port)
@@ -201,8 +255,8 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	if err != nil {
 		if ctx.Err() == nil {
 			if running, statusErr := c.isRunning(ctx); statusErr == nil && !running {
-				// Already stopped (e.g. by another Cluster sharing the
-				// server) or crashed, leaving a stale postmaster.pid.
+				// Already stopped or crashed, leaving a stale
+				// postmaster.pid.
 				c.stopped = true
 				return nil
 			}

@@ -109,9 +109,14 @@ func TestStartStopRestart(t *testing.T) {
 	}
 	query(t, c2)
 
+	// The starter lets go first: the server stays up for c2.
 	stop(t, c1)
 	stop(t, c1) // idempotent
-	stop(t, c2) // server already stopped via c1: no-op
+	query(t, c2)
+	stop(t, c2) // the last user stops the server
+	if running, err := c2.isRunning(context.Background()); err != nil || running {
+		t.Fatalf("after the last Stop: running = %v, %v", running, err)
+	}
 
 	// Restart on the existing data directory.
 	c3 := start(t, dir)

@@ -42,7 +42,7 @@ func Policies() []authz.Policy {
 }
 
 type revokeUserCmd struct {
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol"`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,userid"`
 }
 
 // RevokeUserSessions revokes every session of a user.

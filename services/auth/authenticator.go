@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/edge"
 )
 
@@ -137,10 +138,15 @@ func (c *Chain) Login(ctx context.Context, username, password string, meta Login
 	return Identity{}, ErrUnknownUser
 }
 
-// checkIdentity refuses identities a session cannot hold.
+// checkIdentity refuses identities a session cannot hold, among them a
+// user id in the service namespace ("service:…"): a user must never act
+// as, or own what was created by, a service principal.
 func checkIdentity(id Identity) error {
 	if id.ID == "" || len(id.ID) > 256 || !utf8.ValidString(id.ID) {
 		return fmt.Errorf("authenticator returned an invalid user id %q", id.ID)
+	}
+	if authz.IsServiceID(id.ID) {
+		return fmt.Errorf("authenticator returned user id %q, which is reserved for service principals", id.ID)
 	}
 	return nil
 }

@@ -43,8 +43,9 @@ type JWTConfig struct {
 	Issuer string
 	// Audience: the token's "aud" must contain one of these. Required.
 	Audience []string
-	// JWKSURL is fetched for keys: at start, every RefreshInterval, and
-	// when a token names an unknown "kid" (at most once per
+	// JWKSURL is fetched for keys: when Run starts and every
+	// RefreshInterval while it runs, and when a token names an unknown
+	// "kid" or no fetch has succeeded yet (at most once per
 	// MinRefetchInterval).
 	JWKSURL string
 	// Keys are static verification keys (see ParsePublicKeys); they match
@@ -92,7 +93,8 @@ const (
 // JWTAuthenticator is the `jwt` authenticator: it verifies bearer JWTs
 // signed with RS256, ES256 or EdDSA against a JWKS URL and/or static keys,
 // and checks issuer, audience, exp (required), nbf and iat with a small
-// leeway. It is safe for concurrent use; the caller must call Close.
+// leeway. It is safe for concurrent use. With a JWKS URL, the caller runs
+// Run for the periodic refresh of the keys, under its own lifecycle.
 type JWTAuthenticator struct {
 	cfg    JWTConfig
 	algs   []jose.SignatureAlgorithm
@@ -106,10 +108,6 @@ type JWTAuthenticator struct {
 	fetched     bool // a fetch has succeeded
 	lastAttempt time.Time
 	lastErr     error
-
-	ctx    context.Context // lifecycle: cancelled by Close
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 var _ TokenAuthenticator = (*JWTAuthenticator)(nil)
@@ -121,10 +119,10 @@ type verifyKey struct {
 	key crypto.PublicKey
 }
 
-// NewJWTAuthenticator returns the JWT authenticator of cfg. With a JWKS
-// URL it starts fetching keys in the background; a failing JWKS is logged
-// and retried, and tokens whose key is not known yet are unavailable, not
-// refused, until a fetch succeeds.
+// NewJWTAuthenticator returns the JWT authenticator of cfg. It starts
+// nothing: with a JWKS URL, keys are fetched by Run and on demand by
+// Verify; a failing JWKS is logged and retried, and tokens whose key is
+// not known yet are unavailable, not refused, until a fetch succeeds.
 func NewJWTAuthenticator(cfg JWTConfig) (*JWTAuthenticator, error) {
 	if cfg.Issuer == "" {
 		return nil, errors.New("jwt authenticator: issuer is required")
@@ -141,7 +139,7 @@ func NewJWTAuthenticator(cfg JWTConfig) (*JWTAuthenticator, error) {
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{AlgRS256, AlgES256, AlgEdDSA}
 	}
-	a := &JWTAuthenticator{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	a := &JWTAuthenticator{cfg: cfg, log: cfg.Logger}
 	for _, alg := range cfg.Algorithms {
 		switch alg {
 		case AlgRS256, AlgES256, AlgEdDSA:
@@ -190,34 +188,29 @@ func NewJWTAuthenticator(cfg JWTConfig) (*JWTAuthenticator, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	if cfg.JWKSURL == "" {
-		close(a.done)
-		return a, nil
-	}
-	go a.refreshLoop()
 	return a, nil
-}
-
-// Close stops the background JWKS refresh and waits for it.
-func (a *JWTAuthenticator) Close() {
-	a.cancel()
-	<-a.done
 }
 
 // Name implements TokenAuthenticator: "jwt".
 func (a *JWTAuthenticator) Name() string { return "jwt" }
 
-func (a *JWTAuthenticator) refreshLoop() {
-	defer close(a.done)
+// Run fetches the JWKS at once and then every RefreshInterval, until ctx
+// is cancelled; then it returns nil (a fetch in flight is cancelled). A
+// failed fetch is logged and the previous keys stay in force. Without a
+// JWKS URL there is nothing to refresh and Run returns nil at once. Start
+// at most one Run per authenticator.
+func (a *JWTAuthenticator) Run(ctx context.Context) error {
+	if a.cfg.JWKSURL == "" {
+		return nil
+	}
 	tick := time.NewTicker(a.cfg.RefreshInterval)
 	defer tick.Stop()
 	for {
 		// Not forced: a fetch a Verify just made counts.
-		_ = a.refetch(false)
+		_ = a.refetch(ctx, false)
 		select {
-		case <-a.ctx.Done():
-			return
+		case <-ctx.Done():
+			return nil
 		case <-tick.C:
 		}
 	}
@@ -226,8 +219,8 @@ func (a *JWTAuthenticator) refreshLoop() {
 // refetch fetches the JWKS unless another fetch finished while this one
 // waited or, unless force, one was attempted within MinRefetchInterval. It
 // returns an error matching ErrUnavailable if the keys could not be
-// brought up to date.
-func (a *JWTAuthenticator) refetch(force bool) error {
+// brought up to date. ctx bounds the fetch (with FetchTimeout).
+func (a *JWTAuthenticator) refetch(ctx context.Context, force bool) error {
 	start := time.Now()
 	a.fetchMu.Lock()
 	defer a.fetchMu.Unlock()
@@ -241,7 +234,11 @@ func (a *JWTAuthenticator) refetch(force bool) error {
 		}
 		return nil
 	}
-	keys, err := a.fetch()
+	keys, err := a.fetch(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled (Run ending): not the JWKS's failure, record nothing.
+		return unavailable(err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.lastAttempt = time.Now()
@@ -254,8 +251,8 @@ func (a *JWTAuthenticator) refetch(force bool) error {
 	return nil
 }
 
-func (a *JWTAuthenticator) fetch() ([]verifyKey, error) {
-	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.FetchTimeout)
+func (a *JWTAuthenticator) fetch(ctx context.Context) ([]verifyKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.FetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.JWKSURL, nil)
 	if err != nil {
@@ -398,7 +395,7 @@ func looksLikeJWT(token string) bool {
 // other algorithm, unknown key, bad signature, wrong issuer or audience,
 // expired, not yet valid, no exp, no id) is ErrRefused; a token whose key
 // cannot be looked up because the JWKS is unreachable is unavailable.
-func (a *JWTAuthenticator) Verify(_ context.Context, token string) (Identity, time.Time, error) {
+func (a *JWTAuthenticator) Verify(ctx context.Context, token string) (Identity, time.Time, error) {
 	if len(token) > maxJWTBytes {
 		return Identity{}, time.Time{}, fmt.Errorf("%w: token too large", ErrRefused)
 	}
@@ -410,7 +407,7 @@ func (a *JWTAuthenticator) Verify(_ context.Context, token string) (Identity, ti
 		return Identity{}, time.Time{}, fmt.Errorf("%w: not exactly one signature", ErrRefused)
 	}
 	h := tok.Headers[0]
-	keys, err := a.keysFor(h.KeyID, h.Algorithm)
+	keys, err := a.keysFor(ctx, h.KeyID, h.Algorithm)
 	if err != nil {
 		return Identity{}, time.Time{}, err
 	}
@@ -457,11 +454,14 @@ func clampTime(t time.Time) time.Time {
 }
 
 // keysFor returns the keys a token with kid and alg may be verified with,
-// refetching the JWKS first when kid is not known.
-func (a *JWTAuthenticator) keysFor(kid, alg string) ([]verifyKey, error) {
+// refetching the JWKS first when kid is not known. The fetch is shared by
+// every caller waiting for it, so one caller's cancellation must not fail
+// it: it runs without ctx's cancellation, bounded by FetchTimeout.
+func (a *JWTAuthenticator) keysFor(ctx context.Context, kid, alg string) ([]verifyKey, error) {
+	ctx = context.WithoutCancel(ctx)
 	exact, rest := a.match(kid, alg)
 	if kid != "" && len(exact) == 0 && a.cfg.JWKSURL != "" {
-		if err := a.refetch(false); err != nil {
+		if err := a.refetch(ctx, false); err != nil {
 			return nil, err
 		}
 		exact, rest = a.match(kid, alg)
@@ -470,7 +470,7 @@ func (a *JWTAuthenticator) keysFor(kid, alg string) ([]verifyKey, error) {
 		fetched, lastErr := a.fetched, a.lastErr
 		a.mu.Unlock()
 		if !fetched {
-			if err := a.refetch(false); err != nil {
+			if err := a.refetch(ctx, false); err != nil {
 				return nil, err
 			}
 			exact, rest = a.match(kid, alg)

@@ -185,8 +185,28 @@ func newJWT(t *testing.T, cfg JWTConfig) *JWTAuthenticator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.Close)
+	runJWT(t, a)
 	return a
+}
+
+// runJWT runs a's key refresh until the test ends, and fails the test if
+// Run does not return once cancelled.
+func runJWT(t *testing.T, a *JWTAuthenticator) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v, want nil after cancel", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after its context was cancelled")
+		}
+	})
 }
 
 func TestJWTVerify(t *testing.T) {
@@ -368,8 +388,7 @@ func TestJWTStaticKeys(t *testing.T) {
 		"bad jwks":    {Issuer: "i", Audience: []string{"a"}, JWKS: []byte(`{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}`)},
 		"jwks url":    {Issuer: "i", Audience: []string{"a"}, JWKSURL: "file:///etc/jwks.json"},
 	} {
-		if a, err := NewJWTAuthenticator(cfg); err == nil {
-			a.Close()
+		if _, err := NewJWTAuthenticator(cfg); err == nil {
 			t.Errorf("NewJWTAuthenticator(%s) accepted", name)
 		}
 	}
@@ -538,7 +557,6 @@ func FuzzJWTVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer a.Close()
 	f.Add(sign(f, keys["ec1"], goodClaims()))
 	f.Add(sign(f, keys["ed1"], goodClaims()))
 	f.Add(rawToken(f, map[string]any{"alg": "none"}, goodClaims(), nil))

@@ -70,14 +70,15 @@ func Policies() []authz.Policy {
 }
 
 type loginCmd struct {
-	Username string `field:"username" validate:"required,maxbytes=128,utf8,nocontrol"`
+	Username string `field:"username" validate:"required,maxbytes=128,utf8,nocontrol,userid"`
 	Password string `field:"password" validate:"required,maxbytes=1024"`
 }
 
 // Login checks the credentials with the authenticator chain and opens a
 // session. A wrong username and a wrong password are the same
-// unauthenticated error. Attempts are throttled per username and per
-// client address before the password is checked, so a throttled caller
+// unauthenticated error. Attempts are throttled per username and address,
+// per address and per username before the password is checked (see
+// ThrottleConfig), so a throttled caller
 // gets resource_exhausted whether or not the password is right; a
 // successful login does not count against the limits. An authentication
 // backend that cannot answer is unavailable. With cookie set, the token
@@ -100,7 +101,8 @@ func (s *Service) Login(ctx context.Context, req *connect.Request[authv1.LoginRe
 		return nil, errCrossOrigin
 	}
 	addr := clientAddr(req.Peer().Addr, req.Header(), s.proxies)
-	if !s.throttle.take(cmd.Username, addr) {
+	charged, ok := s.throttle.take(cmd.Username, addr)
+	if !ok {
 		return nil, edge.ErrRateLimited
 	}
 	id, err := s.login.Login(ctx, cmd.Username, cmd.Password, LoginMeta{RemoteAddr: addr})
@@ -109,10 +111,10 @@ func (s *Service) Login(ctx context.Context, req *connect.Request[authv1.LoginRe
 		return nil, authz.ErrUnauthenticated
 	case err != nil:
 		// Not the caller's fault (backend unavailable): no charge.
-		s.throttle.refund(cmd.Username, addr)
+		s.throttle.refund(charged)
 		return nil, err
 	}
-	s.throttle.refund(cmd.Username, addr)
+	s.throttle.succeeded(charged)
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}

@@ -15,26 +15,40 @@ type Rate struct {
 	Burst    int
 }
 
-// ThrottleConfig bounds login attempts per username and per client
-// address. The zero value of each field is its documented default.
+// ThrottleConfig bounds login attempts per username and address, per
+// client address, and per username over every address that has not
+// logged in as it. The zero value of each field is its documented default.
 type ThrottleConfig struct {
 	// Disabled turns throttling off.
 	Disabled bool
-	// PerUser limits attempts for one username (case-insensitive).
-	// Default 5 per minute, burst 5.
+	// PerUserAddress limits attempts for one username (case-insensitive)
+	// from one client address. Default 5 per minute, burst 5.
+	PerUserAddress Rate
+	// PerUser limits attempts for one username from all the addresses
+	// that have not logged in as it within KnownFor: the bound on guessing
+	// spread over many addresses. Attempts from an address that has are
+	// not counted, so no one can lock a user out of the addresses they
+	// use. Default 60 per hour, burst 20.
 	PerUser Rate
-	// PerAddress limits attempts from one client address (IPv6 by /64).
-	// Default 20 per minute, burst 20.
+	// PerAddress limits attempts from one client address (IPv6 by /64),
+	// whatever the username. Default 20 per minute, burst 20.
 	PerAddress Rate
-	// MaxKeys bounds the usernames and the addresses tracked (each).
-	// Default 100000.
+	// KnownFor is how long an address that logged in as a user is
+	// exempt from PerUser for that user. Default 30 days; negative: no
+	// address is ever exempt.
+	KnownFor time.Duration
+	// MaxKeys bounds the usernames, the addresses, the username and
+	// address pairs and the known addresses tracked (each). Default
+	// 100000.
 	MaxKeys int
 }
 
 // Default login throttling.
 var (
-	DefaultPerUser    = Rate{Attempts: 5, Per: time.Minute, Burst: 5}
-	DefaultPerAddress = Rate{Attempts: 20, Per: time.Minute, Burst: 20}
+	DefaultPerUserAddress = Rate{Attempts: 5, Per: time.Minute, Burst: 5}
+	DefaultPerUser        = Rate{Attempts: 60, Per: time.Hour, Burst: 20}
+	DefaultPerAddress     = Rate{Attempts: 20, Per: time.Minute, Burst: 20}
+	DefaultKnownFor       = 30 * 24 * time.Hour
 )
 
 func (r Rate) orDefault(def Rate) Rate {
@@ -47,60 +61,143 @@ func (r Rate) orDefault(def Rate) Rate {
 	return r
 }
 
-// throttle charges every login attempt to its username and its address
-// before the password is checked, and refunds the charge when the login
-// succeeds: a throttled caller gets the same answer whether or not its
-// password is right, and legitimate logins never use the allowance up. It
-// is safe for concurrent use.
+// throttle charges every login attempt before the password is checked,
+// and refunds the charge when the login succeeds: a throttled caller gets
+// the same answer whether or not its password is right, and legitimate
+// logins never use the allowance up. An attempt is charged to its
+// username and address together, to its address, and, unless the address
+// has logged in as that username before, to the username: one address
+// guessing one password is stopped by the first, spraying usernames by the
+// second, guessing from many addresses by the third, and a stranger who
+// spends a username's allowance locks out only the addresses the user has
+// never logged in from. It is safe for concurrent use.
 type throttle struct {
-	now  func() time.Time
-	user *buckets
-	addr *buckets
-	mu   gosync.Mutex
-	noop bool
+	now   func() time.Time
+	pair  *buckets // username and address
+	user  *buckets // username, from addresses not known for it
+	addr  *buckets
+	known *knownAddrs
+	mu    gosync.Mutex
+	noop  bool
 }
 
 func newThrottle(cfg ThrottleConfig) *throttle {
 	if cfg.MaxKeys <= 0 {
 		cfg.MaxKeys = 100_000
 	}
-	return &throttle{
-		now:  time.Now,
-		noop: cfg.Disabled,
-		user: newBuckets(cfg.PerUser.orDefault(DefaultPerUser), cfg.MaxKeys),
-		addr: newBuckets(cfg.PerAddress.orDefault(DefaultPerAddress), cfg.MaxKeys),
+	if cfg.KnownFor == 0 {
+		cfg.KnownFor = DefaultKnownFor
 	}
+	return &throttle{
+		now:   time.Now,
+		noop:  cfg.Disabled,
+		pair:  newBuckets(cfg.PerUserAddress.orDefault(DefaultPerUserAddress), cfg.MaxKeys),
+		user:  newBuckets(cfg.PerUser.orDefault(DefaultPerUser), cfg.MaxKeys),
+		addr:  newBuckets(cfg.PerAddress.orDefault(DefaultPerAddress), cfg.MaxKeys),
+		known: &knownAddrs{ttl: cfg.KnownFor, max: cfg.MaxKeys, m: make(map[string]time.Time)},
+	}
+}
+
+// charge is what take charged, for refund and succeeded.
+type charge struct {
+	user, addr, pair string
+	account          bool // charged to the username's own allowance
 }
 
 // take charges one attempt for username from addr. It returns false, and
-// charges nothing, if either allowance is used up.
-func (t *throttle) take(username, addr string) bool {
+// charges nothing, if an allowance is used up.
+func (t *throttle) take(username, addr string) (charge, bool) {
 	if t == nil || t.noop {
-		return true
+		return charge{}, true
 	}
 	now := t.now()
-	uk, ak := userKey(username), addrKey(addr)
+	c := charge{user: userKey(username), addr: addrKey(addr)}
+	c.pair = c.user + "\x00" + c.addr
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ub, ab := t.user.get(uk, now), t.addr.get(ak, now)
-	if ub.tokens < 1 || ab.tokens < 1 {
-		return false
+	c.account = !t.known.has(c.pair, now)
+	pb, ab := t.pair.get(c.pair, now), t.addr.get(c.addr, now)
+	var ub *bucket
+	if c.account {
+		ub = t.user.get(c.user, now)
 	}
-	ub.tokens--
+	if pb.tokens < 1 || ab.tokens < 1 || (ub != nil && ub.tokens < 1) {
+		return charge{}, false
+	}
+	pb.tokens--
 	ab.tokens--
-	return true
+	if ub != nil {
+		ub.tokens--
+	}
+	return c, true
 }
 
 // refund gives back the attempt take charged.
-func (t *throttle) refund(username, addr string) {
+func (t *throttle) refund(c charge) {
 	if t == nil || t.noop {
 		return
 	}
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.user.give(userKey(username), now)
-	t.addr.give(addrKey(addr), now)
+	t.refundLocked(c, now)
+}
+
+func (t *throttle) refundLocked(c charge, now time.Time) {
+	t.pair.give(c.pair, now)
+	t.addr.give(c.addr, now)
+	if c.account {
+		t.user.give(c.user, now)
+	}
+}
+
+// succeeded refunds a successful login and remembers its address as known
+// for its username.
+func (t *throttle) succeeded(c charge) {
+	if t == nil || t.noop {
+		return
+	}
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.refundLocked(c, now)
+	t.known.add(c.pair, now)
+}
+
+// knownAddrs remembers, per username and address, the last successful
+// login, for ttl. It holds at most max entries: expired ones are dropped
+// when it is full and at least hourly, then arbitrary ones.
+type knownAddrs struct {
+	ttl       time.Duration
+	max       int
+	m         map[string]time.Time
+	lastSweep time.Time
+}
+
+func (k *knownAddrs) has(key string, now time.Time) bool {
+	at, ok := k.m[key]
+	return ok && now.Sub(at) < k.ttl
+}
+
+func (k *knownAddrs) add(key string, now time.Time) {
+	if k.ttl < 0 {
+		return
+	}
+	if _, ok := k.m[key]; !ok && (len(k.m) >= k.max || now.Sub(k.lastSweep) > time.Hour) {
+		k.lastSweep = now
+		for key, at := range k.m {
+			if now.Sub(at) >= k.ttl {
+				delete(k.m, key)
+			}
+		}
+		for key := range k.m {
+			if len(k.m) < k.max*9/10 {
+				break
+			}
+			delete(k.m, key)
+		}
+	}
+	k.m[key] = now
 }
 
 func userKey(username string) string { return strings.ToLower(username) }

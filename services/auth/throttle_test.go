@@ -21,39 +21,95 @@ func (c *fakeClock) add(d time.Duration)             { c.t = c.t.Add(d) }
 func newFakeClock() *fakeClock                       { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
 func (t *throttle) withClock(c *fakeClock) *throttle { t.now = c.now; return t }
 
+// allowed reports whether take allowed the attempt.
+func allowed(_ charge, ok bool) bool { return ok }
+
 func TestThrottleBuckets(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
 	th := newThrottle(ThrottleConfig{}).withClock(clock)
 	for i := range 5 {
-		if !th.take("alice", "192.0.2.1") {
+		if !allowed(th.take("alice", "192.0.2.1")) {
 			t.Fatalf("attempt %d refused; the default allows 5 per minute", i+1)
 		}
 	}
-	if th.take("alice", "192.0.2.2") {
-		t.Fatal("6th attempt for alice within a minute allowed (from another address)")
+	if allowed(th.take("alice", "192.0.2.1")) {
+		t.Fatal("6th attempt for alice from one address within a minute allowed")
 	}
-	if th.take("ALICE", "192.0.2.3") {
+	if allowed(th.take("ALICE", "192.0.2.1")) {
 		t.Fatal("the username limit is case-sensitive")
 	}
-	if !th.take("bob", "192.0.2.1") {
+	if !allowed(th.take("bob", "192.0.2.1")) {
 		t.Fatal("bob throttled by alice's attempts")
+	}
+	// Another address has an allowance of its own for alice.
+	if !allowed(th.take("alice", "192.0.2.2")) {
+		t.Fatal("alice locked out of another address by one address's failures")
 	}
 	// 5 per minute: one attempt back every 12s.
 	clock.add(12 * time.Second)
-	if !th.take("alice", "192.0.2.1") {
+	if !allowed(th.take("alice", "192.0.2.1")) {
 		t.Fatal("no attempt back after 12s")
 	}
-	if th.take("alice", "192.0.2.1") {
+	if allowed(th.take("alice", "192.0.2.1")) {
 		t.Fatal("two attempts back after 12s")
 	}
 	// A success is refunded: it does not use the allowance up.
 	clock.add(time.Minute)
 	for i := range 20 {
-		if !th.take("carol", "192.0.2.9") {
+		c, ok := th.take("carol", "192.0.2.9")
+		if !ok {
 			t.Fatalf("successful login %d throttled", i+1)
 		}
-		th.refund("carol", "192.0.2.9")
+		th.succeeded(c)
+	}
+}
+
+// Guessing one password from many addresses is bounded per username (20
+// at once, 60 an hour by default), and a stranger who spends that
+// allowance does not lock the user out of an address they have logged in
+// from before.
+func TestThrottlePerUserSparesKnownAddresses(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	th := newThrottle(ThrottleConfig{}).withClock(clock)
+	c, ok := th.take("victim", "198.51.100.7")
+	if !ok {
+		t.Fatal("first login refused")
+	}
+	th.succeeded(c)
+
+	refused := 0
+	for i := range 100 {
+		if !allowed(th.take("victim", fmt.Sprintf("203.0.%d.%d", i/200, i%200))) {
+			refused++
+		}
+	}
+	if refused != 80 {
+		t.Fatalf("100 attempts from 100 addresses: %d refused, want 80 (the username's burst is 20)", refused)
+	}
+	if allowed(th.take("victim", "192.0.2.200")) {
+		t.Fatal("a new address got past the spent username allowance")
+	}
+	for i := range 5 {
+		c, ok := th.take("victim", "198.51.100.7")
+		if !ok {
+			t.Fatalf("victim's login %d from a known address refused", i+1)
+		}
+		th.succeeded(c)
+	}
+	// The allowance refills (60 an hour: one a minute).
+	clock.add(time.Minute)
+	if !allowed(th.take("victim", "192.0.2.200")) {
+		t.Fatal("no attempt back for a new address after a minute")
+	}
+	// Known addresses are forgotten after KnownFor.
+	clock.add(DefaultKnownFor)
+	for i := range 20 {
+		th.take("victim", fmt.Sprintf("203.0.113.%d", i))
+	}
+	if allowed(th.take("victim", "198.51.100.7")) {
+		t.Fatal("an address known 30 days ago is still exempt")
 	}
 }
 
@@ -62,26 +118,26 @@ func TestThrottlePerAddress(t *testing.T) {
 	clock := newFakeClock()
 	th := newThrottle(ThrottleConfig{PerAddress: Rate{Attempts: 3, Per: time.Minute}}).withClock(clock)
 	for i := range 3 {
-		if !th.take(fmt.Sprintf("user%d", i), "2001:db8:1:2::10") {
+		if !allowed(th.take(fmt.Sprintf("user%d", i), "2001:db8:1:2::10")) {
 			t.Fatalf("attempt %d refused", i+1)
 		}
 	}
 	// Spraying other usernames from the same address, or from another
 	// address of the same /64, is throttled.
-	if th.take("user9", "2001:db8:1:2::10") || th.take("user9", "2001:db8:1:2:ffff::1") {
+	if allowed(th.take("user9", "2001:db8:1:2::10")) || allowed(th.take("user9", "2001:db8:1:2:ffff::1")) {
 		t.Fatal("4th attempt from one address (or its /64) allowed")
 	}
-	if !th.take("user9", "2001:db8:1:3::10") || !th.take("user9", "192.0.2.1") {
+	if !allowed(th.take("user9", "2001:db8:1:3::10")) || !allowed(th.take("user9", "192.0.2.1")) {
 		t.Fatal("other addresses throttled")
 	}
 	// A refused attempt charges nothing: user9 still has its own allowance.
 	clock.add(time.Minute)
 	for i := range 3 {
-		if !th.take("user9", fmt.Sprintf("198.51.100.%d", i)) {
+		if !allowed(th.take("user9", fmt.Sprintf("198.51.100.%d", i))) {
 			t.Fatalf("user9 attempt %d refused", i+1)
 		}
 	}
-	if !newThrottle(ThrottleConfig{Disabled: true}).take("x", "y") {
+	if !allowed(newThrottle(ThrottleConfig{Disabled: true}).take("x", "y")) {
 		t.Fatal("disabled throttle refused")
 	}
 }
@@ -92,12 +148,17 @@ func TestThrottleMemoryBounded(t *testing.T) {
 	th := newThrottle(ThrottleConfig{MaxKeys: 100, PerAddress: Rate{Attempts: 1_000_000, Per: time.Minute}}).withClock(clock)
 	for i := range 10_000 {
 		th.take(fmt.Sprintf("user-%d", i), fmt.Sprintf("10.0.%d.%d", i/256, i%256))
-		if n, m := len(th.user.m), len(th.addr.m); n > 100 || m > 100 {
-			t.Fatalf("after %d distinct usernames: %d users, %d addresses tracked; bound is 100", i+1, n, m)
+		if n, m, p := len(th.user.m), len(th.addr.m), len(th.pair.m); n > 100 || m > 100 || p > 100 {
+			t.Fatalf("after %d distinct usernames: %d users, %d addresses, %d pairs tracked; bound is 100", i+1, n, m, p)
+		}
+		c, _ := th.take(fmt.Sprintf("ok-%d", i), "10.200.0.1")
+		th.succeeded(c)
+		if n := len(th.known.m); n > 100 {
+			t.Fatalf("%d known addresses tracked; bound is 100", n)
 		}
 	}
 	// Idle buckets (refilled) are swept even below the bound.
-	clock.add(2 * time.Minute)
+	clock.add(2 * time.Hour)
 	th.take("fresh", "10.9.9.9")
 	if n := len(th.user.m); n != 1 {
 		t.Fatalf("%d users tracked after all went idle, want 1", n)
@@ -167,8 +228,8 @@ func TestLoginThrottled(t *testing.T) {
 			t.Fatalf("wrong password %d = %v, want unauthenticated", i+1, err)
 		}
 	}
-	wrong := login("alice", "guess", "198.51.100.2")
-	right := login("alice", "alice-pw", "198.51.100.3")
+	wrong := login("alice", "guess", "198.51.100.1")
+	right := login("alice", "alice-pw", "198.51.100.1")
 	for name, err := range map[string]error{"wrong": wrong, "right": right} {
 		if connect.CodeOf(err) != connect.CodeResourceExhausted {
 			t.Fatalf("6th attempt (%s password) = %v, want resource_exhausted", name, err)
@@ -176,6 +237,14 @@ func TestLoginThrottled(t *testing.T) {
 	}
 	if wrong.Error() != right.Error() {
 		t.Fatalf("throttled answers differ: %q vs %q", wrong, right)
+	}
+	// The guesser's failures do not lock alice out: from her own address
+	// she logs in, while the guesser stays throttled.
+	if err := login("alice", "alice-pw", "198.51.100.3"); err != nil {
+		t.Fatalf("alice from another address after a stranger's failures: %v", err)
+	}
+	if err := login("alice", "guess", "198.51.100.1"); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("the guesser after alice's login = %v, want resource_exhausted", err)
 	}
 
 	// Per address: 8 failures from one client address (as reported by

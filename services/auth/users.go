@@ -11,6 +11,8 @@ import (
 	gosync "sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/authz"
 )
 
 // User is one entry of a users file.
@@ -85,6 +87,9 @@ func ParseUsers(data []byte, ext string) (*Users, error) {
 	for name, fu := range raw {
 		if name == "" || len(name) > 128 || strings.ContainsAny(name, "/ \t\r\n") {
 			return nil, fmt.Errorf("users file: invalid username %q", name)
+		}
+		if authz.IsServiceID(name) {
+			return nil, fmt.Errorf("users file: username %q: the prefix %q is reserved for service principals", name, authz.ServiceIDPrefix)
 		}
 		cost, err := costOf(fu.Password)
 		if err != nil {

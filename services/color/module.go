@@ -15,7 +15,7 @@ func Module() kit.Module {
 	return kit.Module{
 		Name: colorv1connect.ColorServiceName,
 		Mount: func(d *kit.Deps, opts ...connect.HandlerOption) (string, http.Handler) {
-			return colorv1connect.NewColorServiceHandler(NewService(d.Store, d.Policies, d.Valid), opts...)
+			return colorv1connect.NewColorServiceHandler(NewService(d.Steps()), opts...)
 		},
 		Policies:   Policies(),
 		ReadRules:  ReadRules(),

@@ -13,8 +13,8 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	colorv1 "github.com/sluicehq/sluice/gen/sluice/color/v1"
 	"github.com/sluicehq/sluice/gen/sluice/color/v1/colorv1connect"
-	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/sync"
 )
 
@@ -29,16 +29,14 @@ func PermissionsKey(userID string) string { return permissionsPrefix + userID }
 
 // Service implements sluice.color.v1.ColorService.
 type Service struct {
-	store    *sync.Store
-	policies *authz.Table
-	valid    *edge.Validator
+	steps kit.Steps
 }
 
 var _ colorv1connect.ColorServiceHandler = (*Service)(nil)
 
 // NewService returns the ColorService.
-func NewService(store *sync.Store, policies *authz.Table, valid *edge.Validator) *Service {
-	return &Service{store: store, policies: policies, valid: valid}
+func NewService(steps kit.Steps) *Service {
+	return &Service{steps: steps}
 }
 
 // colorNames are the colors a client may name, as policies see them.
@@ -123,21 +121,12 @@ type setColorCmd struct {
 // the same transaction (locked), so a concurrent revoke cannot be overtaken.
 func (s *Service) SetColor(ctx context.Context, req *connect.Request[colorv1.SetColorRequest]) (*connect.Response[colorv1.SetColorResponse], error) {
 	cmd := setColorCmd{Color: colorNames[req.Msg.GetColor()]}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
-	res := authz.Resource{Key: GlobalColorKey, Scope: GlobalColorKey, Params: map[string]string{"color": cmd.Color}}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, colorv1connect.ColorServiceSetColorProcedure, res, access.TxFacts(tx)); err != nil {
+	changes, err := s.steps.Write(ctx, colorv1connect.ColorServiceSetColorProcedure, cmd,
+		authz.Question{Params: map[string]string{"color": cmd.Color}},
+		func(ctx context.Context, c kit.Call) error {
+			_, err := c.Tx.Put(ctx, c.Resource.Key, c.Resource.Scope, &colorv1.GlobalColor{Color: req.Msg.GetColor()})
 			return err
-		}
-		_, err := tx.Put(ctx, GlobalColorKey, GlobalColorKey, &colorv1.GlobalColor{Color: req.Msg.GetColor()})
-		return err
-	})
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +134,7 @@ func (s *Service) SetColor(ctx context.Context, req *connect.Request[colorv1.Set
 }
 
 type setPermissionCmd struct {
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ ,userid"`
 	Color  string `field:"color" validate:"required,oneof=red green blue"`
 }
 
@@ -155,31 +144,26 @@ func (s *Service) SetPermission(ctx context.Context, req *connect.Request[colorv
 	if cmd.UserID != req.Msg.GetUserId() {
 		return nil, edge.Invalid("user_id", "must not have leading or trailing spaces")
 	}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
 	key := PermissionsKey(cmd.UserID)
-	if err := s.policies.Authorize(ctx, colorv1connect.ColorServiceSetPermissionProcedure, authz.Resource{Key: key, Scope: key}); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		perm := &colorv1.Permissions{}
-		if _, err := tx.Get(ctx, key, perm); err != nil && !errors.Is(err, sync.ErrNotFound) {
+	changes, err := s.steps.Write(ctx, colorv1connect.ColorServiceSetPermissionProcedure, cmd,
+		authz.Question{Params: map[string]string{"user_id": cmd.UserID}},
+		func(ctx context.Context, c kit.Call) error {
+			perm := &colorv1.Permissions{}
+			if _, err := c.Tx.Get(ctx, key, perm); err != nil && !errors.Is(err, sync.ErrNotFound) {
+				return err
+			}
+			perm.UserId = cmd.UserID
+			switch cmd.Color {
+			case "red":
+				perm.Red = req.Msg.GetAllowed()
+			case "green":
+				perm.Green = req.Msg.GetAllowed()
+			case "blue":
+				perm.Blue = req.Msg.GetAllowed()
+			}
+			_, err := c.Tx.Put(ctx, key, key, perm)
 			return err
-		}
-		perm.UserId = cmd.UserID
-		switch cmd.Color {
-		case "red":
-			perm.Red = req.Msg.GetAllowed()
-		case "green":
-			perm.Green = req.Msg.GetAllowed()
-		case "blue":
-			perm.Blue = req.Msg.GetAllowed()
-		}
-		_, err := tx.Put(ctx, key, key, perm)
-		return err
-	})
+		})
 	if err != nil {
 		return nil, err
 	}

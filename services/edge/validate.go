@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
+
+	"github.com/sluicehq/sluice/authz"
 )
 
 // FieldViolation names one invalid request field (by its proto name) and
@@ -60,7 +62,9 @@ type Validator struct {
 //     line or paragraph separators and no deprecated or byte-order-mark
 //     format characters; other format characters (ZWJ in emoji, ZWNJ,
 //     LRM/RLM) are text,
-//   - httpurl: an absolute http or https URL with a host.
+//   - httpurl: an absolute http or https URL with a host,
+//   - userid: not in the service principals' namespace ("service:…"; see
+//     authz.IsServiceID), for fields that name a user.
 func NewValidator() *Validator {
 	v := validator.New(validator.WithRequiredStructEnabled())
 	v.RegisterTagNameFunc(func(f reflect.StructField) string {
@@ -92,6 +96,9 @@ func NewValidator() *Validator {
 	}))
 	must(v.RegisterValidation("httpurl", func(fl validator.FieldLevel) bool {
 		return isHTTPURL(fl.Field().String())
+	}))
+	must(v.RegisterValidation("userid", func(fl validator.FieldLevel) bool {
+		return !authz.IsServiceID(fl.Field().String())
 	}))
 	return &Validator{v: v}
 }
@@ -174,6 +181,8 @@ func describeTag(tag, param string, k reflect.Kind) (msg string, ok bool) {
 		return "must start with " + strconv.Quote(param), true
 	case "httpurl":
 		return "must be an absolute http or https URL", true
+	case "userid":
+		return "must not start with " + strconv.Quote(authz.ServiceIDPrefix) + ", which is reserved for service principals", true
 	case "oneof":
 		return "must be one of: " + strings.Join(strings.Fields(param), ", "), true
 	default:

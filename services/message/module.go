@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
 	"github.com/sluicehq/sluice/services/kit"
+	"github.com/sluicehq/sluice/services/syncsvc"
 )
 
 // Module is the MessageService of the reference app.
@@ -14,7 +15,7 @@ func Module() kit.Module {
 	return kit.Module{
 		Name: messagev1connect.MessageServiceName,
 		Mount: func(d *kit.Deps, opts ...connect.HandlerOption) (string, http.Handler) {
-			return messagev1connect.NewMessageServiceHandler(NewService(d.Store, d.Policies, d.Loader, d.Hub, d.Valid), opts...)
+			return messagev1connect.NewMessageServiceHandler(NewService(d.Store, d.Policies, d.Loader, d.Hub, d.Valid, syncsvc.NewLister(d.Store, d.Reads, d.Loader)), opts...)
 		},
 		Policies: Policies(),
 	}

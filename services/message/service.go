@@ -16,15 +16,11 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/services/syncsvc"
 	"github.com/sluicehq/sluice/sync"
-)
-
-// Page sizes of ListMessages.
-const (
-	DefaultLimit = 50
-	MaxLimit     = 200
 )
 
 // Signals publishes ephemeral events (sync.Hub in production).
@@ -39,13 +35,20 @@ type Service struct {
 	loader   *access.Loader
 	signals  Signals
 	valid    *edge.Validator
+	lister   *syncsvc.Lister
 }
 
 var _ messagev1connect.MessageServiceHandler = (*Service)(nil)
 
-// NewService returns the MessageService.
-func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator) *Service {
-	return &Service{store: store, policies: policies, loader: loader, signals: signals, valid: valid}
+// steps are the shared steps of the service's mutating handlers.
+func (s *Service) steps() kit.Steps {
+	return kit.Steps{Store: s.store, Policies: s.policies, Valid: s.valid}
+}
+
+// NewService returns the MessageService. ListMessages reads through
+// lister, the paging of SyncService.List.
+func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator, lister *syncsvc.Lister) *Service {
+	return &Service{store: store, policies: policies, loader: loader, signals: signals, valid: valid, lister: lister}
 }
 
 // member allows members of the channel; others learn nothing.
@@ -139,47 +142,39 @@ type postCmd struct {
 // notified.
 func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev1.PostMessageRequest]) (*connect.Response[messagev1.PostMessageResponse], error) {
 	cmd := postCmd{ChannelID: req.Msg.GetChannelId(), Text: req.Msg.GetText()}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
-	scope := m.ChannelKey(cmd.ChannelID)
-	msg := &messagev1.Message{Id: sync.NewID(), ChannelId: cmd.ChannelID, Author: p.ID, Text: cmd.Text}
-	key := m.MessageKey(cmd.ChannelID, msg.Id)
-	res := s.inChannel(p, messagev1connect.MessageServicePostMessageProcedure, cmd.ChannelID)
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServicePostMessageProcedure, res, access.TxFacts(tx)); err != nil {
-			return err
-		}
-		if err := notArchived(ctx, tx, cmd.ChannelID); err != nil {
-			return err
-		}
-		if _, err := tx.Put(ctx, key, scope, msg); err != nil {
-			return err
-		}
-		// Mentioned members who can read the channel get a notification
-		// (and an e-mail): jobs committed with the message, so neither is
-		// lost nor sent for a message that was not written.
-		for _, user := range Mentions(cmd.Text) {
-			if user == p.ID {
-				continue
-			}
-			if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, sync.ErrNotFound) {
-				continue
-			} else if err != nil {
+	id := sync.NewID()
+	key := m.MessageKey(cmd.ChannelID, id)
+	changes, err := s.steps().Write(ctx, messagev1connect.MessageServicePostMessageProcedure, cmd,
+		authz.Question{Params: map[string]string{"channel_id": cmd.ChannelID}},
+		func(ctx context.Context, c kit.Call) error {
+			tx, p := c.Tx, c.Principal
+			if err := notArchived(ctx, tx, cmd.ChannelID); err != nil {
 				return err
 			}
-			if err := tx.Enqueue(ctx, notify.KindMention, notify.Mention{
-				UserID: user, ChannelID: cmd.ChannelID, MessageKey: key, Author: p.ID, Text: cmd.Text,
-			}); err != nil {
+			msg := &messagev1.Message{Id: id, ChannelId: cmd.ChannelID, Author: p.ID, Text: cmd.Text}
+			if _, err := tx.Put(ctx, key, c.Resource.Scope, msg); err != nil {
 				return err
 			}
-		}
-		return nil
-	})
+			// Mentioned members who can read the channel get a notification
+			// (and an e-mail): jobs committed with the message, so neither is
+			// lost nor sent for a message that was not written.
+			for _, user := range Mentions(cmd.Text) {
+				if user == p.ID {
+					continue
+				}
+				if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, sync.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if err := tx.Enqueue(ctx, notify.KindMention, notify.Mention{
+					UserID: user, ChannelID: cmd.ChannelID, MessageKey: key, Author: p.ID, Text: cmd.Text,
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -256,30 +251,21 @@ func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev
 	if err != nil {
 		return nil, err
 	}
-	if err := s.valid.Struct(editCmd{Text: req.Msg.GetText()}); err != nil {
-		return nil, err
-	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
 	key := req.Msg.GetKey()
-	res := resolveKey(p, authz.Question{Key: key})
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceEditMessageProcedure, res, access.TxFacts(tx)); err != nil {
+	changes, err := s.steps().Write(ctx, messagev1connect.MessageServiceEditMessageProcedure, editCmd{Text: req.Msg.GetText()},
+		authz.Question{Key: key},
+		func(ctx context.Context, c kit.Call) error {
+			if err := notArchived(ctx, c.Tx, ch); err != nil {
+				return err
+			}
+			msg := &messagev1.Message{}
+			if _, err := c.Tx.Get(ctx, key, msg); err != nil {
+				return err
+			}
+			msg.Text, msg.Edited = req.Msg.GetText(), true
+			_, err := c.Tx.Put(ctx, key, c.Resource.Scope, msg)
 			return err
-		}
-		if err := notArchived(ctx, tx, ch); err != nil {
-			return err
-		}
-		msg := &messagev1.Message{}
-		if _, err := tx.Get(ctx, key, msg); err != nil {
-			return err
-		}
-		msg.Text, msg.Edited = req.Msg.GetText(), true
-		_, err := tx.Put(ctx, key, m.ChannelKey(ch), msg)
-		return err
-	})
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -292,62 +278,56 @@ func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messag
 	if err != nil {
 		return nil, err
 	}
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, authz.ErrUnauthenticated
-	}
 	key := req.Msg.GetKey()
-	res := resolveKey(p, authz.Question{Key: key})
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
-		if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceDeleteMessageProcedure, res, access.TxFacts(tx)); err != nil {
+	changes, err := s.steps().Write(ctx, messagev1connect.MessageServiceDeleteMessageProcedure, nil,
+		authz.Question{Key: key},
+		func(ctx context.Context, c kit.Call) error {
+			if err := notArchived(ctx, c.Tx, ch); err != nil {
+				return err
+			}
+			_, err := c.Tx.Delete(ctx, key)
 			return err
-		}
-		if err := notArchived(ctx, tx, ch); err != nil {
-			return err
-		}
-		_, err := tx.Delete(ctx, key)
-		return err
-	})
+		})
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&messagev1.DeleteMessageResponse{Written: changes[0].RecordVersion()}), nil
 }
 
+// errAfterSeq refuses the oldest-first paging ListMessages had before it
+// was built on SyncService.List, rather than answer it with another order.
+var errAfterSeq = edge.Invalid("after_seq", "is no longer supported: pages go newest first, with before_seq")
+
 type listCmd struct {
 	ChannelID string `field:"channel_id" validate:"required,maxbytes=130,printascii,excludesall=/ "`
-	AfterSeq  int64  `field:"after_seq" validate:"gte=0"`
-	Limit     int32  `field:"limit" validate:"gte=0,lte=200"`
+	syncsvc.Paging
 }
 
-// ListMessages pages through a channel's current messages in seq order.
+// ListMessages pages through a channel's current messages, newest first:
+// SyncService.List of the channel's scope keeping only its messages, read
+// through the same Lister (paging, limits, read rule, cursors).
 func (s *Service) ListMessages(ctx context.Context, req *connect.Request[messagev1.ListMessagesRequest]) (*connect.Response[messagev1.ListMessagesResponse], error) {
-	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), AfterSeq: req.Msg.GetAfterSeq(), Limit: req.Msg.GetLimit()}
+	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), Paging: syncsvc.Paging{BeforeSeq: req.Msg.GetBeforeSeq(), Limit: req.Msg.GetLimit()}}
 	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
-	limit := int(cmd.Limit)
-	if limit == 0 {
-		limit = DefaultLimit
+	if req.Msg.GetAfterSeq() != 0 {
+		return nil, errAfterSeq
 	}
 	res := s.inChannel(authz.PrincipalFrom(ctx), messagev1connect.MessageServiceListMessagesProcedure, cmd.ChannelID)
 	if err := s.policies.AuthorizeWith(ctx, messagev1connect.MessageServiceListMessagesProcedure, res, s.loader.Facts()); err != nil {
 		return nil, err
 	}
-	recs, more, err := s.store.Page(ctx, m.ChannelKey(cmd.ChannelID), m.MessagePrefix(cmd.ChannelID), cmd.AfterSeq, limit)
+	page, err := s.lister.Page(ctx, m.ChannelKey(cmd.ChannelID), m.MessagePrefix(cmd.ChannelID), cmd.Paging)
 	if err != nil {
 		return nil, err
 	}
-	out := &messagev1.ListMessagesResponse{HasMore: more, NextAfterSeq: cmd.AfterSeq}
-	for i := range recs {
-		r, err := recs[i].Record()
-		if err != nil {
-			return nil, err
-		}
-		out.Messages = append(out.Messages, r)
-		out.NextAfterSeq = r.GetSeq()
-	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(&messagev1.ListMessagesResponse{
+		Messages:      page.GetRecords(),
+		NextBeforeSeq: page.GetNextBeforeSeq(),
+		HasMore:       page.GetNextBeforeSeq() != 0,
+		ScopeSeq:      page.GetScopeSeq(),
+	}), nil
 }
 
 type typingCmd struct {

@@ -131,7 +131,7 @@ func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.Crea
 
 type memberCmd struct {
 	OrgID  string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ ,userid"`
 	Role   string `field:"role" validate:"required,oneof=owner admin member guest"`
 }
 
@@ -380,7 +380,7 @@ func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.Cre
 type teamMemberCmd struct {
 	OrgID  string `field:"org_id" validate:"required,maxbytes=64,alphanum"`
 	TeamID string `field:"team_id" validate:"required,maxbytes=64,alphanum"`
-	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ "`
+	UserID string `field:"user_id" validate:"required,maxbytes=128,utf8,nocontrol,excludesall=/ ,userid"`
 }
 
 // AddTeamMember adds a member of the organization to a team.

@@ -48,6 +48,7 @@ type Service struct {
 	valid    *edge.Validator
 	scopes   *access.Scopes
 	facts    *access.Loader
+	lister   *Lister
 	cfg      Config
 }
 
@@ -60,7 +61,8 @@ func NewService(store *sync.Store, streamer *sync.Streamer, streams *auth.Stream
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{store: store, streamer: streamer, streams: streams, policies: policies, reads: reads, valid: valid, scopes: scopes, facts: loader, cfg: cfg}
+	s := &Service{store: store, streamer: streamer, streams: streams, policies: policies, reads: reads, valid: valid, scopes: scopes, facts: loader,
+		lister: NewLister(store, reads, loader), cfg: cfg}
 	return s
 }
 
@@ -284,57 +286,23 @@ func (ps *presenceSink) Send(e *sync.Event) error {
 }
 
 type listCmd struct {
-	Scope     string `field:"scope" validate:"required,maxbytes=256,utf8,nocontrol"`
-	BeforeSeq int64  `field:"before_seq" validate:"gte=0"`
-	Limit     int32  `field:"limit" validate:"gte=0,lte=500"`
+	Scope string `field:"scope" validate:"required,maxbytes=256,utf8,nocontrol"`
+	Paging
 }
 
-// decodeList turns a request into a validated command.
-func decodeList(v *edge.Validator, msg *syncv1.ListRequest) (listCmd, error) {
-	cmd := listCmd{Scope: msg.GetScope(), BeforeSeq: msg.GetBeforeSeq(), Limit: msg.GetLimit()}
-	if err := v.Struct(cmd); err != nil {
-		return cmd, err
-	}
-	if cmd.Limit == 0 {
-		cmd.Limit = 50
-	}
-	return cmd, nil
-}
-
-// List returns a page of a scope's records, newest first.
+// List returns a page of a scope's records, newest first, through the
+// Lister every typed list shares.
 func (s *Service) List(ctx context.Context, req *connect.Request[syncv1.ListRequest]) (*connect.Response[syncv1.ListResponse], error) {
-	cmd, err := decodeList(s.valid, req.Msg)
-	if err != nil {
+	cmd := listCmd{Scope: req.Msg.GetScope(), Paging: Paging{BeforeSeq: req.Msg.GetBeforeSeq(), Limit: req.Msg.GetLimit()}}
+	if err := s.valid.Struct(cmd); err != nil {
 		return nil, err
 	}
 	if err := s.policies.Authorize(ctx, syncv1connect.SyncServiceListProcedure, authz.Resource{}); err != nil {
 		return nil, err
 	}
-	// The scope's read rule, as for a stream; a scope the caller may not
-	// read does not exist for them.
-	if err := s.reads.CanRead(ctx, cmd.Scope, s.facts.Facts()); err != nil {
-		var d *authz.Denial
-		if errors.As(err, &d) || errors.Is(err, authz.ErrHidden) || errors.Is(err, authz.ErrDenied) {
-			return nil, sync.ErrNotFound
-		}
-		return nil, err
-	}
-	// One more than the page says whether there is a page before it.
-	recs, seq, err := s.store.List(ctx, cmd.Scope, cmd.BeforeSeq, int(cmd.Limit)+1)
+	res, err := s.lister.Page(ctx, cmd.Scope, "", cmd.Paging)
 	if err != nil {
 		return nil, err
-	}
-	res := &syncv1.ListResponse{ScopeSeq: seq}
-	if len(recs) > int(cmd.Limit) {
-		recs = recs[:cmd.Limit]
-		res.NextBeforeSeq = recs[len(recs)-1].Seq
-	}
-	for i := range recs {
-		rec, err := recs[i].Record()
-		if err != nil {
-			return nil, err
-		}
-		res.Records = append(res.Records, rec)
 	}
 	return connect.NewResponse(res), nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	userv1 "github.com/sluicehq/sluice/gen/sluice/user/v1"
 	"github.com/sluicehq/sluice/gen/sluice/user/v1/userv1connect"
-	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/sync"
 )
 
@@ -20,16 +20,14 @@ func Key(userID string) string { return "user/" + userID }
 
 // Service implements sluice.user.v1.UserService.
 type Service struct {
-	store    *sync.Store
-	policies *authz.Table
-	valid    *edge.Validator
+	steps kit.Steps
 }
 
 var _ userv1connect.UserServiceHandler = (*Service)(nil)
 
 // NewService returns the UserService.
-func NewService(store *sync.Store, policies *authz.Table, valid *edge.Validator) *Service {
-	return &Service{store: store, policies: policies, valid: valid}
+func NewService(steps kit.Steps) *Service {
+	return &Service{steps: steps}
 }
 
 // ownProfile admits only the owner of the profile. Handlers take the user
@@ -39,13 +37,23 @@ func ownProfile(_ context.Context, p *authz.Principal, r authz.Resource, _ authz
 	return authz.RequireUser(p, r.Owner)
 }
 
+// ownResource is the resource of every UserService call: the caller's own
+// profile. Handlers and AccessService both resolve it here.
+func ownResource(p *authz.Principal, _ authz.Question) authz.Resource {
+	if p == nil {
+		return authz.Resource{} // anonymous: the policy refuses before this matters
+	}
+	key := Key(p.ID)
+	return authz.Resource{Key: key, Scope: key, Owner: p.ID}
+}
+
 // Policies returns the policy of every UserService procedure.
 func Policies() []authz.Policy {
 	return []authz.Policy{
 		{Procedure: userv1connect.UserServiceSetAvatarUrlProcedure, Action: "user.set_avatar_url",
-			Description: "an authenticated user, on their own profile only", Check: ownProfile},
+			Description: "an authenticated user, on their own profile only", Check: ownProfile, Resolve: ownResource},
 		{Procedure: userv1connect.UserServiceSetDisplayNameProcedure, Action: "user.set_display_name",
-			Description: "an authenticated user, on their own profile only", Check: ownProfile},
+			Description: "an authenticated user, on their own profile only", Check: ownProfile, Resolve: ownResource},
 	}
 }
 
@@ -56,10 +64,7 @@ type setAvatarURL struct {
 // SetAvatarUrl sets the caller's avatar URL.
 func (s *Service) SetAvatarUrl(ctx context.Context, req *connect.Request[userv1.SetAvatarUrlRequest]) (*connect.Response[userv1.SetAvatarUrlResponse], error) {
 	cmd := setAvatarURL{AvatarURL: req.Msg.GetAvatarUrl()}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
-	u, c, err := s.update(ctx, userv1connect.UserServiceSetAvatarUrlProcedure, func(u *userv1.User) { u.AvatarUrl = cmd.AvatarURL })
+	u, c, err := s.update(ctx, userv1connect.UserServiceSetAvatarUrlProcedure, cmd, func(u *userv1.User) { u.AvatarUrl = cmd.AvatarURL })
 	if err != nil {
 		return nil, err
 	}
@@ -73,35 +78,25 @@ type setDisplayName struct {
 // SetDisplayName sets the caller's display name.
 func (s *Service) SetDisplayName(ctx context.Context, req *connect.Request[userv1.SetDisplayNameRequest]) (*connect.Response[userv1.SetDisplayNameResponse], error) {
 	cmd := setDisplayName{DisplayName: req.Msg.GetDisplayName()}
-	if err := s.valid.Struct(cmd); err != nil {
-		return nil, err
-	}
-	u, c, err := s.update(ctx, userv1connect.UserServiceSetDisplayNameProcedure, func(u *userv1.User) { u.DisplayName = cmd.DisplayName })
+	u, c, err := s.update(ctx, userv1connect.UserServiceSetDisplayNameProcedure, cmd, func(u *userv1.User) { u.DisplayName = cmd.DisplayName })
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&userv1.SetDisplayNameResponse{Written: c.RecordVersion(), User: u}), nil
 }
 
-// update authorizes procedure on the caller's own profile and applies
-// mutate to it in one transaction.
-func (s *Service) update(ctx context.Context, procedure string, mutate func(*userv1.User)) (*userv1.User, sync.Change, error) {
-	p := authz.PrincipalFrom(ctx)
-	if p == nil {
-		return nil, sync.Change{}, authz.ErrUnauthenticated
-	}
-	key := Key(p.ID)
-	if err := s.policies.Authorize(ctx, procedure, authz.Resource{Key: key, Scope: key, Owner: p.ID}); err != nil {
-		return nil, sync.Change{}, err
-	}
-	changes, err := s.store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+// update validates cmd, authorizes procedure on the caller's own profile
+// and applies mutate to it in one transaction.
+func (s *Service) update(ctx context.Context, procedure string, cmd any, mutate func(*userv1.User)) (*userv1.User, sync.Change, error) {
+	changes, err := s.steps.Write(ctx, procedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
+		key := c.Resource.Key
 		u := &userv1.User{}
-		if _, err := tx.Get(ctx, key, u); err != nil && !errors.Is(err, sync.ErrNotFound) {
+		if _, err := c.Tx.Get(ctx, key, u); err != nil && !errors.Is(err, sync.ErrNotFound) {
 			return err
 		}
-		u.Id = p.ID
+		u.Id = c.Principal.ID
 		mutate(u)
-		_, err := tx.Put(ctx, key, key, u)
+		_, err := c.Tx.Put(ctx, key, c.Resource.Scope, u)
 		return err
 	})
 	if err != nil {

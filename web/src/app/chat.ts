@@ -1,9 +1,9 @@
 import { createContextValues } from "@connectrpc/connect";
-import type { Channel } from "../gen/sluice/channel/v1/channel_pb";
-import { ChannelMemberSchema, ChannelSchema } from "../gen/sluice/channel/v1/channel_pb";
-import { MessageSchema, MessageService, type PostMessageRequest, type PostMessageResponse } from "../gen/sluice/message/v1/message_pb";
-import { Role, type MyOrg } from "../gen/sluice/org/v1/org_pb";
-import { payloadAs, retryPolicy, type Entry, type OutboxItem, type Subscription, type Update } from "../lib";
+import type { Channel } from "@sluice/client/gen/sluice/channel/v1/channel_pb";
+import { ChannelMemberSchema, ChannelSchema } from "@sluice/client/gen/sluice/channel/v1/channel_pb";
+import { MessageSchema, MessageService, type PostMessageRequest, type PostMessageResponse } from "@sluice/client/gen/sluice/message/v1/message_pb";
+import { Role, type MyOrg } from "@sluice/client/gen/sluice/org/v1/org_pb";
+import { payloadAs, retryPolicy, type Entry, type OutboxItem, type Subscription, type Update } from "@sluice/client";
 import { h, reconcile, replace, type View } from "./dom";
 import { errorText, type App } from "./shared";
 

@@ -1,5 +1,5 @@
-import { Color, GlobalColorSchema, PermissionsSchema, type Permissions } from "../gen/sluice/color/v1/color_pb";
-import { payloadAs, type Subscription } from "../lib";
+import { Color, GlobalColorSchema, PermissionsSchema, type Permissions } from "@sluice/client/gen/sluice/color/v1/color_pb";
+import { payloadAs, type Subscription } from "@sluice/client";
 import { h, replace, type View } from "./dom";
 import { colorNames, errorText, type App } from "./shared";
 

@@ -1,10 +1,11 @@
 // The Sluice demo app: login, the color demo and channels, on the client
-// library in src/lib. Served by sluiced at /; routes are plain paths
-// (/login, /color, /chat/<channel id>) that sluiced answers with index.html.
+// package @sluice/client (web/client), imported as any app would. Served by
+// sluiced at /; routes are plain paths (/login, /color, /chat/<channel id>)
+// that sluiced answers with index.html.
 import "./style.css";
 import { Code } from "@connectrpc/connect";
-import { Color, GlobalColorSchema } from "../gen/sluice/color/v1/color_pb";
-import { Sluice, payloadAs, type StreamStatus } from "../lib";
+import { Color, GlobalColorSchema } from "@sluice/client/gen/sluice/color/v1/color_pb";
+import { Sluice, payloadAs, type StreamStatus } from "@sluice/client";
 import { chatView } from "./chat";
 import { colorView } from "./color";
 import { h, replace, type View } from "./dom";

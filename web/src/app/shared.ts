@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Color } from "../gen/sluice/color/v1/color_pb";
-import type { Outbox, Sluice, StreamStatus, Subscription } from "../lib";
+import { Color } from "@sluice/client/gen/sluice/color/v1/color_pb";
+import type { Outbox, Sluice, StreamStatus, Subscription } from "@sluice/client";
 
 /** App is what the views share: the client, navigation and stream status. */
 export interface App {

@@ -478,10 +478,17 @@ func (x *DeleteMessageResponse) GetWritten() *v1.RecordVersion {
 }
 
 type ListMessagesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
-	AfterSeq      int64                  `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
-	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// channel_id names the channel: scope `channel/<channel_id>`.
+	ChannelId string `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// after_seq is no longer supported (pages go newest first, with
+	// before_seq): any value but 0 is invalid_argument.
+	AfterSeq int64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// limit is the page size: 1 to 500; 0 means 50.
+	Limit int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// before_seq returns messages whose latest seq is below it; 0 means from
+	// the newest. Pass the previous page's next_before_seq.
+	BeforeSeq     int64 `protobuf:"varint,4,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -537,13 +544,28 @@ func (x *ListMessagesRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListMessagesRequest) GetBeforeSeq() int64 {
+	if x != nil {
+		return x.BeforeSeq
+	}
+	return 0
+}
+
+// ListMessagesResponse is one page of messages, newest first.
 type ListMessagesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Messages []*v1.Record           `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
-	// next_after_seq is the cursor for the next page; has_more says whether
-	// there is one.
-	NextAfterSeq  int64 `protobuf:"varint,2,opt,name=next_after_seq,json=nextAfterSeq,proto3" json:"next_after_seq,omitempty"`
-	HasMore       bool  `protobuf:"varint,3,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	// next_after_seq is no longer set: always 0.
+	NextAfterSeq int64 `protobuf:"varint,2,opt,name=next_after_seq,json=nextAfterSeq,proto3" json:"next_after_seq,omitempty"`
+	// has_more says whether there is an older page (next_before_seq is not 0).
+	HasMore bool `protobuf:"varint,3,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	// next_before_seq is the before_seq of the next (older) page; 0 when this
+	// page is the last.
+	NextBeforeSeq int64 `protobuf:"varint,4,opt,name=next_before_seq,json=nextBeforeSeq,proto3" json:"next_before_seq,omitempty"`
+	// scope_seq is the channel scope's seq when the page was read: a stream
+	// of `channel/<channel_id>` resumed with after_seq = scope_seq continues
+	// exactly after this read.
+	ScopeSeq      int64 `protobuf:"varint,5,opt,name=scope_seq,json=scopeSeq,proto3" json:"scope_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -599,6 +621,20 @@ func (x *ListMessagesResponse) GetHasMore() bool {
 	return false
 }
 
+func (x *ListMessagesResponse) GetNextBeforeSeq() int64 {
+	if x != nil {
+		return x.NextBeforeSeq
+	}
+	return 0
+}
+
+func (x *ListMessagesResponse) GetScopeSeq() int64 {
+	if x != nil {
+		return x.ScopeSeq
+	}
+	return 0
+}
+
 var File_sluice_message_v1_message_proto protoreflect.FileDescriptor
 
 const file_sluice_message_v1_message_proto_rawDesc = "" +
@@ -631,16 +667,20 @@ const file_sluice_message_v1_message_proto_rawDesc = "" +
 	"\x14DeleteMessageRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"P\n" +
 	"\x15DeleteMessageResponse\x127\n" +
-	"\awritten\x18\x01 \x01(\v2\x1d.sluice.sync.v1.RecordVersionR\awritten\"g\n" +
+	"\awritten\x18\x01 \x01(\v2\x1d.sluice.sync.v1.RecordVersionR\awritten\"\x86\x01\n" +
 	"\x13ListMessagesRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x03R\bafterSeq\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\x8b\x01\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\x04 \x01(\x03R\tbeforeSeq\"\xd0\x01\n" +
 	"\x14ListMessagesResponse\x122\n" +
 	"\bmessages\x18\x01 \x03(\v2\x16.sluice.sync.v1.RecordR\bmessages\x12$\n" +
 	"\x0enext_after_seq\x18\x02 \x01(\x03R\fnextAfterSeq\x12\x19\n" +
-	"\bhas_more\x18\x03 \x01(\bR\ahasMore2\xf1\x03\n" +
+	"\bhas_more\x18\x03 \x01(\bR\ahasMore\x12&\n" +
+	"\x0fnext_before_seq\x18\x04 \x01(\x03R\rnextBeforeSeq\x12\x1b\n" +
+	"\tscope_seq\x18\x05 \x01(\x03R\bscopeSeq2\xf1\x03\n" +
 	"\x0eMessageService\x12\\\n" +
 	"\vPostMessage\x12%.sluice.message.v1.PostMessageRequest\x1a&.sluice.message.v1.PostMessageResponse\x12\\\n" +
 	"\vEditMessage\x12%.sluice.message.v1.EditMessageRequest\x1a&.sluice.message.v1.EditMessageResponse\x12b\n" +

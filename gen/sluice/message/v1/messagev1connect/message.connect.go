@@ -60,9 +60,12 @@ type MessageServiceClient interface {
 	// DeleteMessage deletes the caller's own message; the organization's
 	// owners and admins may delete any. Streams get a tombstone.
 	DeleteMessage(context.Context, *connect.Request[v1.DeleteMessageRequest]) (*connect.Response[v1.DeleteMessageResponse], error)
-	// ListMessages pages through a channel's current messages in scope seq
-	// order: those whose latest change is after `after_seq`, at most `limit`
-	// (default 50, at most 200). Members only.
+	// ListMessages pages through a channel's current messages, newest first:
+	// the typed form of SyncService.List on scope `channel/<channel_id>`,
+	// keeping only the message records, built on the same read. Paging
+	// (`before_seq`, `next_before_seq`), limits (`limit` 0–500, 0 means 50),
+	// the read rule (members of the channel; others get not_found) and
+	// `scope_seq` are List's.
 	ListMessages(context.Context, *connect.Request[v1.ListMessagesRequest]) (*connect.Response[v1.ListMessagesResponse], error)
 	// SendTyping tells the channel's streams that the caller is typing: an
 	// EphemeralEvent of kind `typing`, never stored. Same policy as posting.
@@ -158,9 +161,12 @@ type MessageServiceHandler interface {
 	// DeleteMessage deletes the caller's own message; the organization's
 	// owners and admins may delete any. Streams get a tombstone.
 	DeleteMessage(context.Context, *connect.Request[v1.DeleteMessageRequest]) (*connect.Response[v1.DeleteMessageResponse], error)
-	// ListMessages pages through a channel's current messages in scope seq
-	// order: those whose latest change is after `after_seq`, at most `limit`
-	// (default 50, at most 200). Members only.
+	// ListMessages pages through a channel's current messages, newest first:
+	// the typed form of SyncService.List on scope `channel/<channel_id>`,
+	// keeping only the message records, built on the same read. Paging
+	// (`before_seq`, `next_before_seq`), limits (`limit` 0–500, 0 means 50),
+	// the read rule (members of the channel; others get not_found) and
+	// `scope_seq` are List's.
 	ListMessages(context.Context, *connect.Request[v1.ListMessagesRequest]) (*connect.Response[v1.ListMessagesResponse], error)
 	// SendTyping tells the channel's streams that the caller is typing: an
 	// EphemeralEvent of kind `typing`, never stored. Same policy as posting.
