@@ -94,10 +94,14 @@ func TestPolicyMatrix(t *testing.T) {
 		"team/o1/t1":            &orgv1.Team{Id: "t1", OrgId: "o1"},
 		"teammember/o1/t1/gina": &orgv1.TeamMember{OrgId: "o1", TeamId: "t1", UserId: "gina"},
 		"message/o1.c/m1":       &messagev1.Message{Id: "m1", ChannelId: "o1.c", Author: "alice", Text: "hi"},
+		"chanmember/o1.t/gina":  &channelv1.ChannelMember{ChannelId: "o1.t", UserId: "gina"},
+		"message/o1.t/m2":       &messagev1.Message{Id: "m2", ChannelId: "o1.t", Author: "root", Text: "hi"},
 	}
 	// In organization o1 alice is the owner, bob a member, gina a guest and
 	// root an admin; channel o1.c (created by alice) has alice and gina;
-	// channel o1.t belongs to team t1, whose only member is gina.
+	// channel o1.t belongs to team t1, whose only member is gina, and has
+	// gina. Gina's membership of o1.c is stale: a guest's role does not
+	// admit her to an organization-wide channel, so it grants nothing.
 	ch := map[string]string{"channel_id": "o1.c"}
 	rows := []struct {
 		procedure string
@@ -136,11 +140,18 @@ func TestPolicyMatrix(t *testing.T) {
 		{channelv1connect.ChannelServiceJoinChannelProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, allow, deny, allow, allow}},
 		{channelv1connect.ChannelServiceLeaveChannelProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{channelv1connect.ChannelServiceArchiveChannelProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, deny, deny, allow, allow}},
-		{messagev1connect.MessageServicePostMessageProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, hide, allow, hide, allow}},
-		{messagev1connect.MessageServiceSendTypingProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, hide, allow, hide, allow}},
-		{messagev1connect.MessageServiceListMessagesProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, hide, allow, hide, allow}},
-		{messagev1connect.MessageServiceEditMessageProcedure, authz.Question{Key: "message/o1.c/m1"}, [6]outcome{unauth, allow, hide, deny, hide, allow}},
-		{messagev1connect.MessageServiceDeleteMessageProcedure, authz.Question{Key: "message/o1.c/m1"}, [6]outcome{unauth, allow, hide, deny, hide, allow}},
+		{messagev1connect.MessageServicePostMessageProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, hide, hide, hide, allow}},
+		{messagev1connect.MessageServicePostMessageProcedure, authz.Question{Params: map[string]string{"channel_id": "o1.t"}}, [6]outcome{unauth, hide, hide, allow, hide, allow}},
+		{messagev1connect.MessageServiceSendTypingProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, hide, hide, hide, allow}},
+		{messagev1connect.MessageServiceListMessagesProcedure, authz.Question{Params: ch}, [6]outcome{unauth, allow, hide, hide, hide, allow}},
+		{messagev1connect.MessageServiceEditMessageProcedure, authz.Question{Key: "message/o1.c/m1"}, [6]outcome{unauth, allow, hide, hide, hide, allow}},
+		{messagev1connect.MessageServiceEditMessageProcedure, authz.Question{Key: "message/o1.t/m2"}, [6]outcome{unauth, hide, hide, deny, hide, allow}},
+		{messagev1connect.MessageServiceDeleteMessageProcedure, authz.Question{Key: "message/o1.c/m1"}, [6]outcome{unauth, allow, hide, hide, hide, allow}},
+		{messagev1connect.MessageServiceDeleteMessageProcedure, authz.Question{Key: "message/o1.t/m2"}, [6]outcome{unauth, hide, hide, deny, hide, allow}},
+		// Anyone may answer their own invitation; the handler answers
+		// not_found when the caller has none pending.
+		{orgv1connect.OrgServiceAcceptInvitationProcedure, authz.Question{Params: map[string]string{"org_id": "o1"}}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
+		{orgv1connect.OrgServiceDeclineInvitationProcedure, authz.Question{Params: map[string]string{"org_id": "o1"}}, [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{adminv1connect.AdminServiceRevokeUserSessionsProcedure, authz.Question{Params: map[string]string{"user_id": "alice"}}, [6]outcome{unauth, deny, deny, deny, deny, allow}},
 	}
 	covered := map[string]bool{}
@@ -191,6 +202,11 @@ func TestReadMatrix(t *testing.T) {
 		"orgmember/o1/root":     &orgv1.Member{Role: orgv1.Role_ROLE_ADMIN},
 		"chanmember/o1.c/alice": &channelv1.ChannelMember{},
 		"chanmember/o1.c/gina":  &channelv1.ChannelMember{},
+		"channel/o1.c":          &channelv1.Channel{Id: "o1.c", OrgId: "o1"},
+		"channel/o1.t":          &channelv1.Channel{Id: "o1.t", OrgId: "o1", TeamId: "t1"},
+		"chanmember/o1.t/gina":  &channelv1.ChannelMember{},
+		"chanmember/o1.t/bob":   &channelv1.ChannelMember{},
+		"teammember/o1/t1/gina": &orgv1.TeamMember{},
 		// The organization indexes profiles are read by: gina, a guest,
 		// shares team t1 with alice only.
 		"userorgs/alice": &orgv1.UserOrgs{Orgs: []*orgv1.OrgRole{{OrgId: "o1", Role: orgv1.Role_ROLE_OWNER, TeamIds: []string{"t1"}}}},
@@ -213,7 +229,13 @@ func TestReadMatrix(t *testing.T) {
 		{"notifications/alice", [6]outcome{unauth, allow, hide, hide, hide, allow}},
 		{"org/o1", [6]outcome{unauth, allow, allow, allow, allow, allow}},
 		{"org/o2", [6]outcome{unauth, hide, hide, hide, hide, allow}},
-		{"channel/o1.c", [6]outcome{unauth, allow, hide, allow, hide, allow}},
+		// Gina (a guest) and bob (not in team t1) hold stale memberships:
+		// o1.c is not a team channel, and bob left t1; neither grants
+		// reading.
+		{"channel/o1.c", [6]outcome{unauth, allow, hide, hide, hide, allow}},
+		{"channel/o1.t", [6]outcome{unauth, hide, hide, allow, hide, allow}},
+		{"orginvitations/o1", [6]outcome{unauth, allow, hide, hide, allow, allow}},
+		{"orginvitations/o2", [6]outcome{unauth, hide, hide, hide, hide, allow}},
 	}
 	for _, row := range rows {
 		for i, p := range who {

@@ -395,6 +395,13 @@ func (s *Store) Records(ctx context.Context, keys []string) ([]Change, error) {
 	return readRecords(ctx, s.pool, keys)
 }
 
+// Records returns the current state of the given keys as this transaction
+// sees them, tombstones included, in no particular order, without locking
+// them. Keys that never existed are absent. One query for every key.
+func (t *Tx) Records(ctx context.Context, keys []string) ([]Change, error) {
+	return readRecords(ctx, t.tx, keys)
+}
+
 // querier is what both the pool and a transaction offer for reads.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

@@ -166,8 +166,8 @@ func writeUsersFile(path string, n int, userPattern, passwordPattern string) err
 	return nil
 }
 
-// shareOrg puts every writer into one organization (created by the first),
-// so that each may read the others' profiles: Sluice lets users read the
+// shareOrg puts every writer into one organization (created by the first,
+// who invites the others, who accept), so that each may read the others' profiles: Sluice lets users read the
 // profiles of people they share an organization with.
 func shareOrg(ctx context.Context, hc *http.Client, base string, writers []session) error {
 	if len(writers) < 2 {
@@ -182,7 +182,11 @@ func shareOrg(ctx context.Context, hc *http.Client, base string, writers []sessi
 		if _, err := client.AddMember(ctx, bearer(writers[0], &orgv1.AddMemberRequest{
 			OrgId: res.Msg.GetOrg().GetId(), UserId: w.userID, Role: orgv1.Role_ROLE_MEMBER,
 		})); err != nil {
-			return fmt.Errorf("add %s to the bench organization: %w", w.userID, err)
+			return fmt.Errorf("invite %s to the bench organization: %w", w.userID, err)
+		}
+		// Membership is consented: the invitee accepts.
+		if _, err := client.AcceptInvitation(ctx, bearer(w, &orgv1.AcceptInvitationRequest{OrgId: res.Msg.GetOrg().GetId()})); err != nil {
+			return fmt.Errorf("%s accepts the bench organization's invitation: %w", w.userID, err)
 		}
 	}
 	return nil

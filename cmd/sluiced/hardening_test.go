@@ -56,6 +56,9 @@ func chatOrg(t *testing.T, ctx context.Context, owner *chatClient, members ...*c
 		if _, err := owner.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: who.Msg.GetUserId(), Role: orgv1.Role_ROLE_MEMBER})); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := m.org.AcceptInvitation(ctx, connect.NewRequest(&orgv1.AcceptInvitationRequest{OrgId: orgID})); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := owner.chan_.CreateChannel(ctx, connect.NewRequest(&channelv1.CreateChannelRequest{OrgId: orgID, Name: "general"}))
 	if err != nil {

@@ -310,8 +310,8 @@ func authv1connectClient(hc *http.Client, base string, token *string) authv1conn
 	return authv1connect.NewAuthServiceClient(hc, base, connect.WithInterceptors(bearerInterceptor{token: token}))
 }
 
-// shareOrg makes owner create an organization and add members, so that
-// they may read each other's profiles.
+// shareOrg makes owner create an organization and invite members, who
+// accept, so that they may read each other's profiles.
 func shareOrg(t *testing.T, base string, owner *client, members ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -322,9 +322,7 @@ func shareOrg(t *testing.T, base string, owner *client, members ...string) {
 		t.Fatalf("create org: %v", err)
 	}
 	for _, m := range members {
-		if _, err := oc.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: o.Msg.GetOrg().GetId(), UserId: m, Role: orgv1.Role_ROLE_MEMBER})); err != nil {
-			t.Fatalf("add %s: %v", m, err)
-		}
+		admit(t, ctx, base, oc, o.Msg.GetOrg().GetId(), m, orgv1.Role_ROLE_MEMBER)
 	}
 }
 

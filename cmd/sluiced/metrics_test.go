@@ -109,9 +109,7 @@ func TestMetricsMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	orgID := o.Msg.GetOrg().GetId()
-	if _, err := alice.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: "bob", Role: orgv1.Role_ROLE_MEMBER})); err != nil {
-		t.Fatal(err)
-	}
+	admit(t, ctx, app.url, alice.org, orgID, "bob", orgv1.Role_ROLE_MEMBER)
 	profile := bob.subscribe(t, &syncv1.SubscribeRequest{Records: []*syncv1.RecordTarget{{Key: "user/alice"}}})
 	profile.untilSynced(t)
 
@@ -137,9 +135,7 @@ func TestMetricsMove(t *testing.T) {
 
 	// A job that fails: the e-mail of a mention (the SMTP server is down).
 	dave := chatLogin(t, app.url, "dave")
-	if _, err := alice.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: "dave", Role: orgv1.Role_ROLE_MEMBER})); err != nil {
-		t.Fatal(err)
-	}
+	admit(t, ctx, app.url, alice.org, orgID, "dave", orgv1.Role_ROLE_MEMBER)
 	c, err := alice.chan_.CreateChannel(ctx, connect.NewRequest(&channelv1.CreateChannelRequest{OrgId: orgID, Name: "general"}))
 	if err != nil {
 		t.Fatal(err)

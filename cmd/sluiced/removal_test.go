@@ -31,9 +31,7 @@ func TestRemovalTakesEveryChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	orgID := o.Msg.GetOrg().GetId()
-	if _, err := alice.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: "bob", Role: orgv1.Role_ROLE_MEMBER})); err != nil {
-		t.Fatal(err)
-	}
+	admit(t, ctx, app.url, alice.org, orgID, "bob", orgv1.Role_ROLE_MEMBER)
 	const n = 1003
 	var last string
 	for i := range n {

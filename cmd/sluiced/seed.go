@@ -30,8 +30,10 @@ type seedUser struct {
 // seed creates demo data through the public RPCs, as the development users
 // (userA, userB, userC, admin), so every policy and validation applies:
 // an organization "Acme" owned by admin with userA (admin), userB (member)
-// and userC (guest), channels #general and #random with a few messages, and
-// color permissions for userA.
+// and userC (guest), who each accept admin's invitation, channels #general
+// and #random with a few messages, color permissions for userA, and a
+// pending invitation of userC to a second organization "Beta" of userA, to
+// accept or decline in the web demo.
 func seed(ctx context.Context, app *App, out io.Writer) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +63,10 @@ func seed(ctx context.Context, app *App, out io.Writer) error {
 	orgID := o.Msg.GetOrg().GetId()
 	for user, role := range map[string]orgv1.Role{"userA": orgv1.Role_ROLE_ADMIN, "userB": orgv1.Role_ROLE_MEMBER, "userC": orgv1.Role_ROLE_GUEST} {
 		if _, err := admin.org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: orgID, UserId: user, Role: role})); err != nil {
-			return fmt.Errorf("add %s: %w", user, err)
+			return fmt.Errorf("invite %s: %w", user, err)
+		}
+		if _, err := users[user].org.AcceptInvitation(ctx, connect.NewRequest(&orgv1.AcceptInvitationRequest{OrgId: orgID})); err != nil {
+			return fmt.Errorf("%s accepts the invitation: %w", user, err)
 		}
 	}
 	channels := map[string]string{}
@@ -92,6 +97,13 @@ func seed(ctx context.Context, app *App, out io.Writer) error {
 			return fmt.Errorf("set permission: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "seeded organization %s (Acme): #general %s, #random %s; userA may set red and green\n", orgID, channels["general"], channels["random"])
+	beta, err := users["userA"].org.CreateOrg(ctx, connect.NewRequest(&orgv1.CreateOrgRequest{Name: "Beta"}))
+	if err != nil {
+		return fmt.Errorf("create org: %w", err)
+	}
+	if _, err := users["userA"].org.AddMember(ctx, connect.NewRequest(&orgv1.AddMemberRequest{OrgId: beta.Msg.GetOrg().GetId(), UserId: "userC", Role: orgv1.Role_ROLE_MEMBER})); err != nil {
+		return fmt.Errorf("invite userC: %w", err)
+	}
+	fmt.Fprintf(out, "seeded organization %s (Acme): #general %s, #random %s; userA may set red and green; userC is invited to Beta\n", orgID, channels["general"], channels["random"])
 	return nil
 }

@@ -59,6 +59,10 @@ func Exhausted(msg string) error { return clientError(connect.CodeResourceExhaus
 // policy's, such as a session cookie sent from another origin).
 func Denied(msg string) error { return clientError(connect.CodePermissionDenied, msg) }
 
+// AlreadyExists returns an already_exists error whose message, written for
+// the client, says what exists (a member who is invited again).
+func AlreadyExists(msg string) error { return clientError(connect.CodeAlreadyExists, msg) }
+
 // internalMessage is all a client learns about an unexpected error.
 const internalMessage = "internal error"
 

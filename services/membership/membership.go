@@ -1,6 +1,7 @@
 // Package membership holds what the organization, channel and message
-// services share: record keys, the roles of members, and the read rules of
-// organization and channel scopes. Memberships are records in the scope
+// services share: record keys, the roles of members, what admits a member
+// to a channel (Standing), and the read rules of organization, invitation
+// and channel scopes. Memberships are records in the scope
 // they grant (`orgmember/<org>/<user>` in `org/<org>`, `chanmember/<ch>/<user>`
 // in `channel/<ch>`), so a stream on that scope sees the membership change
 // in seq order and loses access before any later change.
@@ -35,6 +36,18 @@ func TeamMemberKey(org, team, user string) string {
 
 // UserOrgsKey is the key (and scope) of a user's organizations index.
 func UserOrgsKey(user string) string { return "userorgs/" + user }
+
+// InvitationKey is the key of user's pending invitation to org, in the
+// invitee's scope userorgs/<user>.
+func InvitationKey(user, org string) string { return "invitation/" + user + "/" + org }
+
+// OrgInvitationKey is the organization's copy of user's pending invitation
+// to org, in scope orginvitations/<org>.
+func OrgInvitationKey(org, user string) string { return "orginvitation/" + org + "/" + user }
+
+// OrgInvitationsScope is the scope of org's pending invitations, read by
+// its owners and admins.
+func OrgInvitationsScope(org string) string { return "orginvitations/" + org }
 
 // ChannelKey is the key (and scope) of a channel.
 func ChannelKey(ch string) string { return "channel/" + ch }
@@ -72,7 +85,8 @@ func ChannelOfMessage(key string) (string, bool) {
 var SelfScoped = []string{"org", "channel", "userorgs"}
 
 // Under maps key types to the scope type of their parent.
-var Under = map[string]string{"orgmember": "org", "team": "org", "teammember": "org", "chanmember": "channel", "message": "channel"}
+var Under = map[string]string{"orgmember": "org", "team": "org", "teammember": "org", "chanmember": "channel", "message": "channel",
+	"invitation": "userorgs", "orginvitation": "orginvitations"}
 
 // Role returns user's role in org, or ROLE_UNSPECIFIED if not a member.
 func Role(ctx context.Context, f authz.Facts, org, user string) (orgv1.Role, error) {
@@ -92,9 +106,15 @@ func InTeam(ctx context.Context, f authz.Facts, org, team, user string) (bool, e
 	return f.Get(ctx, TeamMemberKey(org, team, user), &orgv1.TeamMember{})
 }
 
-// InChannel reports whether user is a member of channel ch.
+// InChannel reports whether user is a member of channel ch whose standing
+// in the channel's organization still admits them (Standing.Admits): a
+// membership left behind by a removal or a demotion grants nothing.
 func InChannel(ctx context.Context, f authz.Facts, ch, user string) (bool, error) {
-	return f.Get(ctx, ChanMemberKey(ch, user), &channelv1.ChannelMember{})
+	in, err := f.Get(ctx, ChanMemberKey(ch, user), &channelv1.ChannelMember{})
+	if err != nil || !in {
+		return false, err
+	}
+	return stands(ctx, f, ch, user)
 }
 
 // UpdateUserOrgs applies fn to user's organizations index in tx.
@@ -176,7 +196,8 @@ func ProfileReadRule() authz.ReadRule {
 		}}
 }
 
-// UserOrgsReadRule lets a user read their own organizations index.
+// UserOrgsReadRule lets a user read their own organizations index and
+// pending invitations (scope userorgs/<id>).
 func UserOrgsReadRule() authz.ReadRule {
 	return authz.ReadRule{Type: "userorgs", Description: "the user themselves",
 		Check: func(_ context.Context, p *authz.Principal, id string, _ authz.Facts) error {
@@ -201,7 +222,18 @@ func ReadRules() []authz.ReadRule {
 				}
 				return nil
 			}},
-		{Type: "channel", Description: "members of the channel (live: leaving or removal revokes)",
+		{Type: "orginvitations", Description: "owners and admins of the organization (live: losing the role revokes)",
+			Check: func(ctx context.Context, p *authz.Principal, id string, f authz.Facts) error {
+				r, err := Role(ctx, f, id, p.ID)
+				if err != nil {
+					return err
+				}
+				if !IsManager(r) {
+					return authz.Hide("org-manager", "not an owner or admin of org "+id)
+				}
+				return nil
+			}},
+		{Type: "channel", Description: "members of the channel whose role and teams still admit them (live: leaving, removal from the organization or the team, or a demotion revokes)",
 			Check: func(ctx context.Context, p *authz.Principal, id string, f authz.Facts) error {
 				in, err := InChannel(ctx, f, id, p.ID)
 				if err != nil {

@@ -2,8 +2,11 @@
 package org
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -74,7 +77,7 @@ func resolve(action string) func(*authz.Principal, authz.Question) authz.Resourc
 
 // Policies returns the policy of every OrgService procedure.
 func Policies() []authz.Policy {
-	return []authz.Policy{
+	return append(invitationPolicies(), []authz.Policy{
 		{Procedure: orgv1connect.OrgServiceCreateTeamProcedure, Action: "org.create_team",
 			Description: "owners and admins of the organization", Check: manage, Resolve: resolve("team")},
 		{Procedure: orgv1connect.OrgServiceAddTeamMemberProcedure, Action: "org.add_team_member",
@@ -86,12 +89,12 @@ func Policies() []authz.Policy {
 		{Procedure: orgv1connect.OrgServiceCreateOrgProcedure, Action: "org.create",
 			Description: "any authenticated user; they become its owner"},
 		{Procedure: orgv1connect.OrgServiceAddMemberProcedure, Action: "org.add_member",
-			Description: "owners and admins of the organization; only owners add owners", Check: manage, Resolve: resolve("add")},
+			Description: "owners and admins of the organization invite (only owners invite owners); service principals add directly", Check: manage, Resolve: resolve("add")},
 		{Procedure: orgv1connect.OrgServiceChangeRoleProcedure, Action: "org.change_role",
 			Description: "owners and admins; only owners grant or take the owner role", Check: manage, Resolve: resolve("change")},
 		{Procedure: orgv1connect.OrgServiceRemoveMemberProcedure, Action: "org.remove_member",
-			Description: "owners and admins (only owners remove owners), or the member themselves", Check: manage, Resolve: resolve("remove")},
-	}
+			Description: "owners and admins (only owners remove owners), or the member themselves; withdraws a pending invitation", Check: manage, Resolve: resolve("remove")},
+	}...)
 }
 
 type createCmd struct {
@@ -185,17 +188,26 @@ func owners(ctx context.Context, tx *sync.Tx, org string) (int, error) {
 	return n, nil
 }
 
-// AddMember adds a user to an organization with a role.
+// AddMember invites a user to an organization with a role or, for a
+// service principal, adds them directly (withdrawing a pending invitation).
+// A member or a pending invitee cannot be invited again (already_exists).
 func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddMemberRequest]) (*connect.Response[orgv1.AddMemberResponse], error) {
 	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
 	if err != nil {
 		return nil, err
 	}
+	p := authz.PrincipalFrom(ctx)
 	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, "add", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
-			return sync.Change{}, edge.Precondition("already a member; use ChangeRole")
+			return sync.Change{}, edge.AlreadyExists("already a member; use ChangeRole")
 		} else if !errors.Is(err, sync.ErrNotFound) {
+			return sync.Change{}, err
+		}
+		if !p.Service {
+			return invite(ctx, tx, p.ID, cmd.OrgID, cmd.UserID, req.Msg.GetRole())
+		}
+		if _, _, err := withdraw(ctx, tx, cmd.OrgID, cmd.UserID); err != nil {
 			return sync.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, req.Msg.GetRole()) }); err != nil {
@@ -206,7 +218,9 @@ func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddM
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&orgv1.AddMemberResponse{Written: c.RecordVersion()}), nil
+	// From the change, so a replay answers alike.
+	invited := strings.HasPrefix(c.Key, "orginvitation/")
+	return connect.NewResponse(&orgv1.AddMemberResponse{Written: c.RecordVersion(), Invited: invited}), nil
 }
 
 // ChangeRole changes a member's role; the last owner keeps theirs.
@@ -231,6 +245,15 @@ func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.Cha
 			}
 		}
 		mem.Role = req.Msg.GetRole()
+		teams, err := m.TeamsOf(ctx, tx, cmd.OrgID, cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		// The channels the new role no longer admits go first: the
+		// membership change stays the last one.
+		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{Role: mem.Role, Teams: teams}); err != nil {
+			return sync.Change{}, err
+		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, mem.Role) }); err != nil {
 			return sync.Change{}, err
 		}
@@ -253,7 +276,15 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, "remove", cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
-		if _, err := tx.Get(ctx, key, mem); err != nil {
+		if _, err := tx.Get(ctx, key, mem); errors.Is(err, sync.ErrNotFound) {
+			// Not a member: withdraw a pending invitation, if any; the
+			// organization's copy, which managers read, is written last.
+			_, c, werr := withdraw(ctx, tx, cmd.OrgID, cmd.UserID)
+			if werr != nil || c.Key == "" {
+				return sync.Change{}, cmp.Or(werr, err)
+			}
+			return c, nil
+		} else if err != nil {
 			return sync.Change{}, err
 		}
 		if mem.GetRole() == orgv1.Role_ROLE_OWNER {
@@ -265,15 +296,14 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 				return sync.Change{}, edge.Precondition("the last owner cannot leave the organization")
 			}
 		}
-		chans, err := tx.KeysMatching(ctx, "chanmember/"+cmd.OrgID+".", "/"+cmd.UserID)
-		if err != nil {
+		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{}); err != nil {
 			return sync.Change{}, err
 		}
 		teams, err := tx.KeysMatching(ctx, "teammember/"+cmd.OrgID+"/", "/"+cmd.UserID)
 		if err != nil {
 			return sync.Change{}, err
 		}
-		for _, k := range append(chans, teams...) {
+		for _, k := range teams {
 			if _, err := tx.Delete(ctx, k); err != nil {
 				return sync.Change{}, err
 			}
@@ -417,10 +447,28 @@ func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[org
 		return nil, err
 	}
 	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, "remove", memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+		key := m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID)
+		if _, err := tx.Get(ctx, key, nil); err != nil {
+			return sync.Change{}, err
+		}
+		role, err := m.Role(ctx, access.TxFacts(tx), cmd.OrgID, cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		teams, err := m.TeamsOf(ctx, tx, cmd.OrgID, cmd.UserID)
+		if err != nil {
+			return sync.Change{}, err
+		}
+		// Leave the team's channels the user's role does not admit them to
+		// on its own, before the team membership change (the last one).
+		left := slices.DeleteFunc(teams, func(t string) bool { return t == cmd.TeamID })
+		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{Role: role, Teams: left}); err != nil {
+			return sync.Change{}, err
+		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetTeam(idx, cmd.OrgID, cmd.TeamID, false) }); err != nil {
 			return sync.Change{}, err
 		}
-		return tx.Delete(ctx, m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID))
+		return tx.Delete(ctx, key)
 	})
 	if err != nil {
 		return nil, err

@@ -2,7 +2,7 @@ import { createContextValues } from "@connectrpc/connect";
 import type { Channel } from "@sluice/client/gen/sluice/channel/v1/channel_pb";
 import { ChannelMemberSchema, ChannelSchema } from "@sluice/client/gen/sluice/channel/v1/channel_pb";
 import { MessageSchema, MessageService, type PostMessageRequest, type PostMessageResponse } from "@sluice/client/gen/sluice/message/v1/message_pb";
-import { Role, type MyOrg } from "@sluice/client/gen/sluice/org/v1/org_pb";
+import { InvitationSchema, Role, type MyOrg } from "@sluice/client/gen/sluice/org/v1/org_pb";
 import { payloadAs, retryPolicy, type Entry, type OutboxItem, type Subscription, type Update } from "@sluice/client";
 import { h, reconcile, replace, type View } from "./dom";
 import { errorText, type App } from "./shared";
@@ -30,11 +30,12 @@ function clock(d: Date | undefined): string {
 }
 
 /**
- * chatView is the channel view: the caller's organizations and their
- * channels (ListMyOrgs, ListChannels), and for the selected channel one
- * stream on its scope `channel/<id>` with a window of the newest 50
- * records — the channel record, its members and its messages in commit
- * order — plus typing and presence signals; scrolling to the top pages
+ * chatView is the channel view: the caller's pending invitations (a
+ * stream on `userorgs/<me>`, with accept and decline), the caller's
+ * organizations and their channels (ListMyOrgs, ListChannels), and for
+ * the selected channel one stream on its scope `channel/<id>` with a
+ * window of the newest 50 records — the channel record, its members and
+ * its messages in commit order — plus typing and presence signals; scrolling to the top pages
  * older messages in (History, SyncService.List). Posting goes through the
  * outbox: the message shows greyed ("sending…") until the stream delivers
  * it, survives a reload while the server is unreachable, and shows as
@@ -49,6 +50,61 @@ export function chatView(app: App, channelId: string): View {
   let sub: Subscription | undefined;
   let disposed = false;
   let cleanup: () => void = () => {};
+
+  // Pending invitations live in the caller's own scope `userorgs/<me>`
+  // (`invitation/<me>/<org>`); an invitation grants nothing until accepted.
+  const invites = h("section", { class: "invitations", data: { testid: "invitations" } });
+  const inviteError = h("p", { class: "error", role: "alert" });
+  let invitesSub: Subscription | undefined = undefined;
+  invitesSub = client.subscribe(
+    { scopes: [{ scope: `userorgs/${me}` }] },
+    {
+      onUpdate: () => renderInvites(),
+      onStatus: (s, err) => app.streamStatus(invitesSub!, s, err),
+    },
+  );
+
+  function renderInvites(): void {
+    const pending = (invitesSub?.list("invitation/") ?? []).map((e) => payloadAs(e, InvitationSchema)).filter((i) => i !== undefined);
+    if (pending.length === 0) {
+      replace(invites, inviteError);
+      return;
+    }
+    replace(
+      invites,
+      h("h3", {}, "Invitations"),
+      h(
+        "ul",
+        { class: "invites" },
+        ...pending.map((inv) =>
+          h(
+            "li",
+            { data: { org: inv.orgId } },
+            h("span", {}, inv.orgName, h("small", { class: "muted" }, ` ${roleName(inv.role)}, from ${inv.invitedBy}`)),
+            h("button", { type: "button", data: { answer: "accept" }, on: { click: () => void answer(inv.orgId, true) } }, "Accept"),
+            h("button", { type: "button", class: "ghost", data: { answer: "decline" }, on: { click: () => void answer(inv.orgId, false) } }, "Decline"),
+          ),
+        ),
+      ),
+      inviteError,
+    );
+  }
+
+  /** answer accepts or declines an invitation; the stream removes it, and an accepted organization joins the sidebar. */
+  async function answer(orgId: string, accept: boolean): Promise<void> {
+    inviteError.textContent = "";
+    try {
+      if (!accept) {
+        await client.org.declineInvitation({ orgId });
+        return;
+      }
+      await client.org.acceptInvitation({ orgId });
+      const list = await loadSidebar();
+      if (!disposed) renderSidebar(list);
+    } catch (err) {
+      inviteError.textContent = errorText(err);
+    }
+  }
 
   async function loadSidebar(): Promise<OrgChannels[]> {
     // Both lists come in pages; read every page.
@@ -78,11 +134,12 @@ export function chatView(app: App, channelId: string): View {
 
   function renderSidebar(list: OrgChannels[]): void {
     if (list.length === 0) {
-      replace(sidebar, h("p", { class: "muted" }, "You are in no organization. Run `sluiced seed` for demo data."));
+      replace(sidebar, invites, h("p", { class: "muted" }, "You are in no organization. Run `sluiced seed` for demo data."));
       return;
     }
     replace(
       sidebar,
+      invites,
       ...list.map(({ org, channels, joined }) =>
         h(
           "div",
@@ -536,6 +593,7 @@ export function chatView(app: App, channelId: string): View {
       disposed = true;
       cleanup();
       sub?.close();
+      invitesSub?.close();
     },
   };
 }

@@ -540,6 +540,29 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
     assert.equal(left, 0, "discarded from IndexedDB too");
   });
 
+  test("invitations: userC sees them live on their own stream, declines one, accepts the seeded one, and the organization joins the sidebar", { timeout: 60_000 }, async () => {
+    const { context, page } = await openAs(browser, server.base, "userC", { path: "/chat", errors });
+    try {
+      const invitation = (org) => page.locator('[data-testid="invitations"] li').filter({ hasText: org });
+      await invitation("Beta").waitFor(); // seeded: userA invited userC
+      const tokenA = await login(server.base, "userA");
+      const gamma = await rpc(server.base, "sluice.org.v1.OrgService/CreateOrg", { name: "Gamma" }, tokenA);
+      const added = await rpc(server.base, "sluice.org.v1.OrgService/AddMember", { orgId: gamma.org.id, userId: "userC", role: "ROLE_MEMBER" }, tokenA);
+      assert.equal(added.invited, true, "a user's AddMember only invites");
+      await invitation("Gamma").waitFor();
+      await invitation("Gamma").locator('button[data-answer="decline"]').click();
+      await invitation("Gamma").waitFor({ state: "detached" });
+      assert.equal(await page.locator(".sidebar .org h3").filter({ hasText: "Gamma" }).count(), 0);
+      mkdirSync(resultsDir, { recursive: true });
+      await page.screenshot({ path: path.join(resultsDir, "chat-invitation.png") });
+      await invitation("Beta").locator('button[data-answer="accept"]').click();
+      await invitation("Beta").waitFor({ state: "detached" });
+      await page.locator(".sidebar .org h3").filter({ hasText: "Beta" }).waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+
   test("a channel of 5,000 messages opens on the newest 50 and pages older ones in, in order, as the user scrolls up", { timeout: 240_000 }, async (t) => {
     const token = await login(server.base, "userA");
     const created = await rpc(server.base, "sluice.channel.v1.ChannelService/CreateChannel", { orgId: ids.org, name: "firehose" }, token);

@@ -1069,8 +1069,13 @@ func (x *AddMemberRequest) GetRole() Role {
 }
 
 type AddMemberResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Written       *v1.RecordVersion      `protobuf:"bytes,1,opt,name=written,proto3" json:"written,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// written is the version of `orginvitation/<org id>/<user id>` when
+	// invited is true, else of `orgmember/<org id>/<user id>`.
+	Written *v1.RecordVersion `protobuf:"bytes,1,opt,name=written,proto3" json:"written,omitempty"`
+	// invited is true when the call created an invitation (user callers) and
+	// false when it added the member directly (service principals).
+	Invited       bool `protobuf:"varint,2,opt,name=invited,proto3" json:"invited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1112,6 +1117,277 @@ func (x *AddMemberResponse) GetWritten() *v1.RecordVersion {
 	return nil
 }
 
+func (x *AddMemberResponse) GetInvited() bool {
+	if x != nil {
+		return x.Invited
+	}
+	return false
+}
+
+// Invitation is the payload of a pending invitation of user_id to org_id:
+// `invitation/<user id>/<org id>` (scope `userorgs/<user id>`) and
+// `orginvitation/<org id>/<user id>` (scope `orginvitations/<org id>`).
+// Both become tombstones when the invitation is accepted, declined or
+// withdrawn.
+type Invitation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OrgId string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// org_name is the organization's name when the invitation was made.
+	OrgName string `protobuf:"bytes,2,opt,name=org_name,json=orgName,proto3" json:"org_name,omitempty"`
+	UserId  string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// role is the role the invitee gets on accepting.
+	Role Role `protobuf:"varint,4,opt,name=role,proto3,enum=sluice.org.v1.Role" json:"role,omitempty"`
+	// invited_by is the user who invited.
+	InvitedBy     string `protobuf:"bytes,5,opt,name=invited_by,json=invitedBy,proto3" json:"invited_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Invitation) Reset() {
+	*x = Invitation{}
+	mi := &file_sluice_org_v1_org_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Invitation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Invitation) ProtoMessage() {}
+
+func (x *Invitation) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_org_v1_org_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Invitation.ProtoReflect.Descriptor instead.
+func (*Invitation) Descriptor() ([]byte, []int) {
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Invitation) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Invitation) GetOrgName() string {
+	if x != nil {
+		return x.OrgName
+	}
+	return ""
+}
+
+func (x *Invitation) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Invitation) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *Invitation) GetInvitedBy() string {
+	if x != nil {
+		return x.InvitedBy
+	}
+	return ""
+}
+
+type AcceptInvitationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInvitationRequest) Reset() {
+	*x = AcceptInvitationRequest{}
+	mi := &file_sluice_org_v1_org_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInvitationRequest) ProtoMessage() {}
+
+func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_org_v1_org_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
+func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AcceptInvitationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+type AcceptInvitationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// written is the version of the caller's new
+	// `orgmember/<org id>/<user id>`.
+	Written       *v1.RecordVersion `protobuf:"bytes,1,opt,name=written,proto3" json:"written,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInvitationResponse) Reset() {
+	*x = AcceptInvitationResponse{}
+	mi := &file_sluice_org_v1_org_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInvitationResponse) ProtoMessage() {}
+
+func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_org_v1_org_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
+func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AcceptInvitationResponse) GetWritten() *v1.RecordVersion {
+	if x != nil {
+		return x.Written
+	}
+	return nil
+}
+
+type DeclineInvitationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineInvitationRequest) Reset() {
+	*x = DeclineInvitationRequest{}
+	mi := &file_sluice_org_v1_org_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineInvitationRequest) ProtoMessage() {}
+
+func (x *DeclineInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_org_v1_org_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineInvitationRequest.ProtoReflect.Descriptor instead.
+func (*DeclineInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeclineInvitationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+type DeclineInvitationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// written is the version of the tombstone of
+	// `invitation/<user id>/<org id>`.
+	Written       *v1.RecordVersion `protobuf:"bytes,1,opt,name=written,proto3" json:"written,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineInvitationResponse) Reset() {
+	*x = DeclineInvitationResponse{}
+	mi := &file_sluice_org_v1_org_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineInvitationResponse) ProtoMessage() {}
+
+func (x *DeclineInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_org_v1_org_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineInvitationResponse.ProtoReflect.Descriptor instead.
+func (*DeclineInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeclineInvitationResponse) GetWritten() *v1.RecordVersion {
+	if x != nil {
+		return x.Written
+	}
+	return nil
+}
+
 type ChangeRoleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrgId         string                 `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
@@ -1123,7 +1399,7 @@ type ChangeRoleRequest struct {
 
 func (x *ChangeRoleRequest) Reset() {
 	*x = ChangeRoleRequest{}
-	mi := &file_sluice_org_v1_org_proto_msgTypes[19]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1411,7 @@ func (x *ChangeRoleRequest) String() string {
 func (*ChangeRoleRequest) ProtoMessage() {}
 
 func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_org_v1_org_proto_msgTypes[19]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1424,7 @@ func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{19}
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChangeRoleRequest) GetOrgId() string {
@@ -1181,7 +1457,7 @@ type ChangeRoleResponse struct {
 
 func (x *ChangeRoleResponse) Reset() {
 	*x = ChangeRoleResponse{}
-	mi := &file_sluice_org_v1_org_proto_msgTypes[20]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1469,7 @@ func (x *ChangeRoleResponse) String() string {
 func (*ChangeRoleResponse) ProtoMessage() {}
 
 func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_org_v1_org_proto_msgTypes[20]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1482,7 @@ func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
 func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{20}
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChangeRoleResponse) GetWritten() *v1.RecordVersion {
@@ -1226,7 +1502,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_sluice_org_v1_org_proto_msgTypes[21]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1514,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_org_v1_org_proto_msgTypes[21]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1527,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{21}
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemoveMemberRequest) GetOrgId() string {
@@ -1277,7 +1553,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_sluice_org_v1_org_proto_msgTypes[22]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1565,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_org_v1_org_proto_msgTypes[22]
+	mi := &file_sluice_org_v1_org_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1578,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{22}
+	return file_sluice_org_v1_org_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveMemberResponse) GetWritten() *v1.RecordVersion {
@@ -1378,8 +1654,25 @@ const file_sluice_org_v1_org_proto_rawDesc = "" +
 	"\x10AddMemberRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12'\n" +
-	"\x04role\x18\x03 \x01(\x0e2\x13.sluice.org.v1.RoleR\x04role\"L\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x13.sluice.org.v1.RoleR\x04role\"f\n" +
 	"\x11AddMemberResponse\x127\n" +
+	"\awritten\x18\x01 \x01(\v2\x1d.sluice.sync.v1.RecordVersionR\awritten\x12\x18\n" +
+	"\ainvited\x18\x02 \x01(\bR\ainvited\"\x9f\x01\n" +
+	"\n" +
+	"Invitation\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x19\n" +
+	"\borg_name\x18\x02 \x01(\tR\aorgName\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12'\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x13.sluice.org.v1.RoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"invited_by\x18\x05 \x01(\tR\tinvitedBy\"0\n" +
+	"\x17AcceptInvitationRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"S\n" +
+	"\x18AcceptInvitationResponse\x127\n" +
+	"\awritten\x18\x01 \x01(\v2\x1d.sluice.sync.v1.RecordVersionR\awritten\"1\n" +
+	"\x18DeclineInvitationRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"T\n" +
+	"\x19DeclineInvitationResponse\x127\n" +
 	"\awritten\x18\x01 \x01(\v2\x1d.sluice.sync.v1.RecordVersionR\awritten\"l\n" +
 	"\x11ChangeRoleRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1400,11 +1693,13 @@ const file_sluice_org_v1_org_proto_rawDesc = "" +
 	"ROLE_ADMIN\x10\x02\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_GUEST\x10\x042\xc4\x05\n" +
+	"ROLE_GUEST\x10\x042\x91\a\n" +
 	"\n" +
 	"OrgService\x12N\n" +
 	"\tCreateOrg\x12\x1f.sluice.org.v1.CreateOrgRequest\x1a .sluice.org.v1.CreateOrgResponse\x12N\n" +
-	"\tAddMember\x12\x1f.sluice.org.v1.AddMemberRequest\x1a .sluice.org.v1.AddMemberResponse\x12Q\n" +
+	"\tAddMember\x12\x1f.sluice.org.v1.AddMemberRequest\x1a .sluice.org.v1.AddMemberResponse\x12c\n" +
+	"\x10AcceptInvitation\x12&.sluice.org.v1.AcceptInvitationRequest\x1a'.sluice.org.v1.AcceptInvitationResponse\x12f\n" +
+	"\x11DeclineInvitation\x12'.sluice.org.v1.DeclineInvitationRequest\x1a(.sluice.org.v1.DeclineInvitationResponse\x12Q\n" +
 	"\n" +
 	"ChangeRole\x12 .sluice.org.v1.ChangeRoleRequest\x1a!.sluice.org.v1.ChangeRoleResponse\x12W\n" +
 	"\fRemoveMember\x12\".sluice.org.v1.RemoveMemberRequest\x1a#.sluice.org.v1.RemoveMemberResponse\x12Q\n" +
@@ -1429,39 +1724,44 @@ func file_sluice_org_v1_org_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_org_v1_org_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_org_v1_org_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_sluice_org_v1_org_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_sluice_org_v1_org_proto_goTypes = []any{
-	(Role)(0),                        // 0: sluice.org.v1.Role
-	(*Team)(nil),                     // 1: sluice.org.v1.Team
-	(*TeamMember)(nil),               // 2: sluice.org.v1.TeamMember
-	(*CreateTeamRequest)(nil),        // 3: sluice.org.v1.CreateTeamRequest
-	(*CreateTeamResponse)(nil),       // 4: sluice.org.v1.CreateTeamResponse
-	(*AddTeamMemberRequest)(nil),     // 5: sluice.org.v1.AddTeamMemberRequest
-	(*AddTeamMemberResponse)(nil),    // 6: sluice.org.v1.AddTeamMemberResponse
-	(*RemoveTeamMemberRequest)(nil),  // 7: sluice.org.v1.RemoveTeamMemberRequest
-	(*RemoveTeamMemberResponse)(nil), // 8: sluice.org.v1.RemoveTeamMemberResponse
-	(*UserOrgs)(nil),                 // 9: sluice.org.v1.UserOrgs
-	(*OrgRole)(nil),                  // 10: sluice.org.v1.OrgRole
-	(*ListMyOrgsRequest)(nil),        // 11: sluice.org.v1.ListMyOrgsRequest
-	(*ListMyOrgsResponse)(nil),       // 12: sluice.org.v1.ListMyOrgsResponse
-	(*MyOrg)(nil),                    // 13: sluice.org.v1.MyOrg
-	(*Org)(nil),                      // 14: sluice.org.v1.Org
-	(*Member)(nil),                   // 15: sluice.org.v1.Member
-	(*CreateOrgRequest)(nil),         // 16: sluice.org.v1.CreateOrgRequest
-	(*CreateOrgResponse)(nil),        // 17: sluice.org.v1.CreateOrgResponse
-	(*AddMemberRequest)(nil),         // 18: sluice.org.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),        // 19: sluice.org.v1.AddMemberResponse
-	(*ChangeRoleRequest)(nil),        // 20: sluice.org.v1.ChangeRoleRequest
-	(*ChangeRoleResponse)(nil),       // 21: sluice.org.v1.ChangeRoleResponse
-	(*RemoveMemberRequest)(nil),      // 22: sluice.org.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),     // 23: sluice.org.v1.RemoveMemberResponse
-	(*v1.RecordVersion)(nil),         // 24: sluice.sync.v1.RecordVersion
+	(Role)(0),                         // 0: sluice.org.v1.Role
+	(*Team)(nil),                      // 1: sluice.org.v1.Team
+	(*TeamMember)(nil),                // 2: sluice.org.v1.TeamMember
+	(*CreateTeamRequest)(nil),         // 3: sluice.org.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),        // 4: sluice.org.v1.CreateTeamResponse
+	(*AddTeamMemberRequest)(nil),      // 5: sluice.org.v1.AddTeamMemberRequest
+	(*AddTeamMemberResponse)(nil),     // 6: sluice.org.v1.AddTeamMemberResponse
+	(*RemoveTeamMemberRequest)(nil),   // 7: sluice.org.v1.RemoveTeamMemberRequest
+	(*RemoveTeamMemberResponse)(nil),  // 8: sluice.org.v1.RemoveTeamMemberResponse
+	(*UserOrgs)(nil),                  // 9: sluice.org.v1.UserOrgs
+	(*OrgRole)(nil),                   // 10: sluice.org.v1.OrgRole
+	(*ListMyOrgsRequest)(nil),         // 11: sluice.org.v1.ListMyOrgsRequest
+	(*ListMyOrgsResponse)(nil),        // 12: sluice.org.v1.ListMyOrgsResponse
+	(*MyOrg)(nil),                     // 13: sluice.org.v1.MyOrg
+	(*Org)(nil),                       // 14: sluice.org.v1.Org
+	(*Member)(nil),                    // 15: sluice.org.v1.Member
+	(*CreateOrgRequest)(nil),          // 16: sluice.org.v1.CreateOrgRequest
+	(*CreateOrgResponse)(nil),         // 17: sluice.org.v1.CreateOrgResponse
+	(*AddMemberRequest)(nil),          // 18: sluice.org.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),         // 19: sluice.org.v1.AddMemberResponse
+	(*Invitation)(nil),                // 20: sluice.org.v1.Invitation
+	(*AcceptInvitationRequest)(nil),   // 21: sluice.org.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),  // 22: sluice.org.v1.AcceptInvitationResponse
+	(*DeclineInvitationRequest)(nil),  // 23: sluice.org.v1.DeclineInvitationRequest
+	(*DeclineInvitationResponse)(nil), // 24: sluice.org.v1.DeclineInvitationResponse
+	(*ChangeRoleRequest)(nil),         // 25: sluice.org.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),        // 26: sluice.org.v1.ChangeRoleResponse
+	(*RemoveMemberRequest)(nil),       // 27: sluice.org.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),      // 28: sluice.org.v1.RemoveMemberResponse
+	(*v1.RecordVersion)(nil),          // 29: sluice.sync.v1.RecordVersion
 }
 var file_sluice_org_v1_org_proto_depIdxs = []int32{
 	1,  // 0: sluice.org.v1.CreateTeamResponse.team:type_name -> sluice.org.v1.Team
-	24, // 1: sluice.org.v1.CreateTeamResponse.written:type_name -> sluice.sync.v1.RecordVersion
-	24, // 2: sluice.org.v1.AddTeamMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
-	24, // 3: sluice.org.v1.RemoveTeamMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	29, // 1: sluice.org.v1.CreateTeamResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	29, // 2: sluice.org.v1.AddTeamMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	29, // 3: sluice.org.v1.RemoveTeamMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
 	10, // 4: sluice.org.v1.UserOrgs.orgs:type_name -> sluice.org.v1.OrgRole
 	0,  // 5: sluice.org.v1.OrgRole.role:type_name -> sluice.org.v1.Role
 	13, // 6: sluice.org.v1.ListMyOrgsResponse.orgs:type_name -> sluice.org.v1.MyOrg
@@ -1469,33 +1769,40 @@ var file_sluice_org_v1_org_proto_depIdxs = []int32{
 	0,  // 8: sluice.org.v1.MyOrg.role:type_name -> sluice.org.v1.Role
 	0,  // 9: sluice.org.v1.Member.role:type_name -> sluice.org.v1.Role
 	14, // 10: sluice.org.v1.CreateOrgResponse.org:type_name -> sluice.org.v1.Org
-	24, // 11: sluice.org.v1.CreateOrgResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	29, // 11: sluice.org.v1.CreateOrgResponse.written:type_name -> sluice.sync.v1.RecordVersion
 	0,  // 12: sluice.org.v1.AddMemberRequest.role:type_name -> sluice.org.v1.Role
-	24, // 13: sluice.org.v1.AddMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
-	0,  // 14: sluice.org.v1.ChangeRoleRequest.role:type_name -> sluice.org.v1.Role
-	24, // 15: sluice.org.v1.ChangeRoleResponse.written:type_name -> sluice.sync.v1.RecordVersion
-	24, // 16: sluice.org.v1.RemoveMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
-	16, // 17: sluice.org.v1.OrgService.CreateOrg:input_type -> sluice.org.v1.CreateOrgRequest
-	18, // 18: sluice.org.v1.OrgService.AddMember:input_type -> sluice.org.v1.AddMemberRequest
-	20, // 19: sluice.org.v1.OrgService.ChangeRole:input_type -> sluice.org.v1.ChangeRoleRequest
-	22, // 20: sluice.org.v1.OrgService.RemoveMember:input_type -> sluice.org.v1.RemoveMemberRequest
-	3,  // 21: sluice.org.v1.OrgService.CreateTeam:input_type -> sluice.org.v1.CreateTeamRequest
-	5,  // 22: sluice.org.v1.OrgService.AddTeamMember:input_type -> sluice.org.v1.AddTeamMemberRequest
-	7,  // 23: sluice.org.v1.OrgService.RemoveTeamMember:input_type -> sluice.org.v1.RemoveTeamMemberRequest
-	11, // 24: sluice.org.v1.OrgService.ListMyOrgs:input_type -> sluice.org.v1.ListMyOrgsRequest
-	17, // 25: sluice.org.v1.OrgService.CreateOrg:output_type -> sluice.org.v1.CreateOrgResponse
-	19, // 26: sluice.org.v1.OrgService.AddMember:output_type -> sluice.org.v1.AddMemberResponse
-	21, // 27: sluice.org.v1.OrgService.ChangeRole:output_type -> sluice.org.v1.ChangeRoleResponse
-	23, // 28: sluice.org.v1.OrgService.RemoveMember:output_type -> sluice.org.v1.RemoveMemberResponse
-	4,  // 29: sluice.org.v1.OrgService.CreateTeam:output_type -> sluice.org.v1.CreateTeamResponse
-	6,  // 30: sluice.org.v1.OrgService.AddTeamMember:output_type -> sluice.org.v1.AddTeamMemberResponse
-	8,  // 31: sluice.org.v1.OrgService.RemoveTeamMember:output_type -> sluice.org.v1.RemoveTeamMemberResponse
-	12, // 32: sluice.org.v1.OrgService.ListMyOrgs:output_type -> sluice.org.v1.ListMyOrgsResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	29, // 13: sluice.org.v1.AddMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	0,  // 14: sluice.org.v1.Invitation.role:type_name -> sluice.org.v1.Role
+	29, // 15: sluice.org.v1.AcceptInvitationResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	29, // 16: sluice.org.v1.DeclineInvitationResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	0,  // 17: sluice.org.v1.ChangeRoleRequest.role:type_name -> sluice.org.v1.Role
+	29, // 18: sluice.org.v1.ChangeRoleResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	29, // 19: sluice.org.v1.RemoveMemberResponse.written:type_name -> sluice.sync.v1.RecordVersion
+	16, // 20: sluice.org.v1.OrgService.CreateOrg:input_type -> sluice.org.v1.CreateOrgRequest
+	18, // 21: sluice.org.v1.OrgService.AddMember:input_type -> sluice.org.v1.AddMemberRequest
+	21, // 22: sluice.org.v1.OrgService.AcceptInvitation:input_type -> sluice.org.v1.AcceptInvitationRequest
+	23, // 23: sluice.org.v1.OrgService.DeclineInvitation:input_type -> sluice.org.v1.DeclineInvitationRequest
+	25, // 24: sluice.org.v1.OrgService.ChangeRole:input_type -> sluice.org.v1.ChangeRoleRequest
+	27, // 25: sluice.org.v1.OrgService.RemoveMember:input_type -> sluice.org.v1.RemoveMemberRequest
+	3,  // 26: sluice.org.v1.OrgService.CreateTeam:input_type -> sluice.org.v1.CreateTeamRequest
+	5,  // 27: sluice.org.v1.OrgService.AddTeamMember:input_type -> sluice.org.v1.AddTeamMemberRequest
+	7,  // 28: sluice.org.v1.OrgService.RemoveTeamMember:input_type -> sluice.org.v1.RemoveTeamMemberRequest
+	11, // 29: sluice.org.v1.OrgService.ListMyOrgs:input_type -> sluice.org.v1.ListMyOrgsRequest
+	17, // 30: sluice.org.v1.OrgService.CreateOrg:output_type -> sluice.org.v1.CreateOrgResponse
+	19, // 31: sluice.org.v1.OrgService.AddMember:output_type -> sluice.org.v1.AddMemberResponse
+	22, // 32: sluice.org.v1.OrgService.AcceptInvitation:output_type -> sluice.org.v1.AcceptInvitationResponse
+	24, // 33: sluice.org.v1.OrgService.DeclineInvitation:output_type -> sluice.org.v1.DeclineInvitationResponse
+	26, // 34: sluice.org.v1.OrgService.ChangeRole:output_type -> sluice.org.v1.ChangeRoleResponse
+	28, // 35: sluice.org.v1.OrgService.RemoveMember:output_type -> sluice.org.v1.RemoveMemberResponse
+	4,  // 36: sluice.org.v1.OrgService.CreateTeam:output_type -> sluice.org.v1.CreateTeamResponse
+	6,  // 37: sluice.org.v1.OrgService.AddTeamMember:output_type -> sluice.org.v1.AddTeamMemberResponse
+	8,  // 38: sluice.org.v1.OrgService.RemoveTeamMember:output_type -> sluice.org.v1.RemoveTeamMemberResponse
+	12, // 39: sluice.org.v1.OrgService.ListMyOrgs:output_type -> sluice.org.v1.ListMyOrgsResponse
+	30, // [30:40] is the sub-list for method output_type
+	20, // [20:30] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_sluice_org_v1_org_proto_init() }
@@ -1509,7 +1816,7 @@ func file_sluice_org_v1_org_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_org_v1_org_proto_rawDesc), len(file_sluice_org_v1_org_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

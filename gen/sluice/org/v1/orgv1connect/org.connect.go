@@ -37,6 +37,12 @@ const (
 	OrgServiceCreateOrgProcedure = "/sluice.org.v1.OrgService/CreateOrg"
 	// OrgServiceAddMemberProcedure is the fully-qualified name of the OrgService's AddMember RPC.
 	OrgServiceAddMemberProcedure = "/sluice.org.v1.OrgService/AddMember"
+	// OrgServiceAcceptInvitationProcedure is the fully-qualified name of the OrgService's
+	// AcceptInvitation RPC.
+	OrgServiceAcceptInvitationProcedure = "/sluice.org.v1.OrgService/AcceptInvitation"
+	// OrgServiceDeclineInvitationProcedure is the fully-qualified name of the OrgService's
+	// DeclineInvitation RPC.
+	OrgServiceDeclineInvitationProcedure = "/sluice.org.v1.OrgService/DeclineInvitation"
 	// OrgServiceChangeRoleProcedure is the fully-qualified name of the OrgService's ChangeRole RPC.
 	OrgServiceChangeRoleProcedure = "/sluice.org.v1.OrgService/ChangeRole"
 	// OrgServiceRemoveMemberProcedure is the fully-qualified name of the OrgService's RemoveMember RPC.
@@ -57,15 +63,29 @@ const (
 type OrgServiceClient interface {
 	// CreateOrg creates an organization; the caller becomes its owner.
 	CreateOrg(context.Context, *connect.Request[v1.CreateOrgRequest]) (*connect.Response[v1.CreateOrgResponse], error)
-	// AddMember adds a user with a role. Owners and admins only; only owners
-	// may add owners.
+	// AddMember invites a user to join with a role (a user caller) or adds
+	// them directly (a service principal). Owners and admins only; only
+	// owners may invite or add owners. A member, or a user with a pending
+	// invitation, cannot be invited again (already_exists).
 	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	// AcceptInvitation makes the caller a member of the organization with
+	// the role of their pending invitation, and withdraws the invitation, in
+	// one transaction. No pending invitation for the caller: not_found.
+	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
+	// DeclineInvitation withdraws the caller's pending invitation to the
+	// organization. No pending invitation for the caller: not_found.
+	DeclineInvitation(context.Context, *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error)
 	// ChangeRole changes a member's role. Owners and admins only; only owners
 	// may grant or take the owner role. An organization never loses its last
-	// owner (failed_precondition).
+	// owner (failed_precondition). In the same transaction the member leaves
+	// the channels the new role may not be in (a guest: every channel not of
+	// one of their teams; a member no longer admin: team channels of teams
+	// they are not in), which revokes their streams on them live.
 	ChangeRole(context.Context, *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error)
 	// RemoveMember removes a member (owners and admins; anyone may remove
 	// themselves). The last owner cannot be removed (failed_precondition).
+	// For a user who is not a member but has a pending invitation, it
+	// withdraws the invitation.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	// CreateTeam creates a team in an organization. Owners and admins.
 	CreateTeam(context.Context, *connect.Request[v1.CreateTeamRequest]) (*connect.Response[v1.CreateTeamResponse], error)
@@ -73,7 +93,9 @@ type OrgServiceClient interface {
 	// admins.
 	AddTeamMember(context.Context, *connect.Request[v1.AddTeamMemberRequest]) (*connect.Response[v1.AddTeamMemberResponse], error)
 	// RemoveTeamMember removes a user from a team. Owners and admins, or the
-	// user themselves.
+	// user themselves. In the same transaction the user leaves the team's
+	// channels unless their role still admits them (owners and admins),
+	// which revokes their streams on them live.
 	RemoveTeamMember(context.Context, *connect.Request[v1.RemoveTeamMemberRequest]) (*connect.Response[v1.RemoveTeamMemberResponse], error)
 	// ListMyOrgs lists a page of the organizations the caller is a member
 	// of, by id, with their role.
@@ -101,6 +123,18 @@ func NewOrgServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			httpClient,
 			baseURL+OrgServiceAddMemberProcedure,
 			connect.WithSchema(orgServiceMethods.ByName("AddMember")),
+			connect.WithClientOptions(opts...),
+		),
+		acceptInvitation: connect.NewClient[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse](
+			httpClient,
+			baseURL+OrgServiceAcceptInvitationProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("AcceptInvitation")),
+			connect.WithClientOptions(opts...),
+		),
+		declineInvitation: connect.NewClient[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse](
+			httpClient,
+			baseURL+OrgServiceDeclineInvitationProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("DeclineInvitation")),
 			connect.WithClientOptions(opts...),
 		),
 		changeRole: connect.NewClient[v1.ChangeRoleRequest, v1.ChangeRoleResponse](
@@ -145,14 +179,16 @@ func NewOrgServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 
 // orgServiceClient implements OrgServiceClient.
 type orgServiceClient struct {
-	createOrg        *connect.Client[v1.CreateOrgRequest, v1.CreateOrgResponse]
-	addMember        *connect.Client[v1.AddMemberRequest, v1.AddMemberResponse]
-	changeRole       *connect.Client[v1.ChangeRoleRequest, v1.ChangeRoleResponse]
-	removeMember     *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
-	createTeam       *connect.Client[v1.CreateTeamRequest, v1.CreateTeamResponse]
-	addTeamMember    *connect.Client[v1.AddTeamMemberRequest, v1.AddTeamMemberResponse]
-	removeTeamMember *connect.Client[v1.RemoveTeamMemberRequest, v1.RemoveTeamMemberResponse]
-	listMyOrgs       *connect.Client[v1.ListMyOrgsRequest, v1.ListMyOrgsResponse]
+	createOrg         *connect.Client[v1.CreateOrgRequest, v1.CreateOrgResponse]
+	addMember         *connect.Client[v1.AddMemberRequest, v1.AddMemberResponse]
+	acceptInvitation  *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
+	declineInvitation *connect.Client[v1.DeclineInvitationRequest, v1.DeclineInvitationResponse]
+	changeRole        *connect.Client[v1.ChangeRoleRequest, v1.ChangeRoleResponse]
+	removeMember      *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
+	createTeam        *connect.Client[v1.CreateTeamRequest, v1.CreateTeamResponse]
+	addTeamMember     *connect.Client[v1.AddTeamMemberRequest, v1.AddTeamMemberResponse]
+	removeTeamMember  *connect.Client[v1.RemoveTeamMemberRequest, v1.RemoveTeamMemberResponse]
+	listMyOrgs        *connect.Client[v1.ListMyOrgsRequest, v1.ListMyOrgsResponse]
 }
 
 // CreateOrg calls sluice.org.v1.OrgService.CreateOrg.
@@ -163,6 +199,16 @@ func (c *orgServiceClient) CreateOrg(ctx context.Context, req *connect.Request[v
 // AddMember calls sluice.org.v1.OrgService.AddMember.
 func (c *orgServiceClient) AddMember(ctx context.Context, req *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
 	return c.addMember.CallUnary(ctx, req)
+}
+
+// AcceptInvitation calls sluice.org.v1.OrgService.AcceptInvitation.
+func (c *orgServiceClient) AcceptInvitation(ctx context.Context, req *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error) {
+	return c.acceptInvitation.CallUnary(ctx, req)
+}
+
+// DeclineInvitation calls sluice.org.v1.OrgService.DeclineInvitation.
+func (c *orgServiceClient) DeclineInvitation(ctx context.Context, req *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error) {
+	return c.declineInvitation.CallUnary(ctx, req)
 }
 
 // ChangeRole calls sluice.org.v1.OrgService.ChangeRole.
@@ -199,15 +245,29 @@ func (c *orgServiceClient) ListMyOrgs(ctx context.Context, req *connect.Request[
 type OrgServiceHandler interface {
 	// CreateOrg creates an organization; the caller becomes its owner.
 	CreateOrg(context.Context, *connect.Request[v1.CreateOrgRequest]) (*connect.Response[v1.CreateOrgResponse], error)
-	// AddMember adds a user with a role. Owners and admins only; only owners
-	// may add owners.
+	// AddMember invites a user to join with a role (a user caller) or adds
+	// them directly (a service principal). Owners and admins only; only
+	// owners may invite or add owners. A member, or a user with a pending
+	// invitation, cannot be invited again (already_exists).
 	AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error)
+	// AcceptInvitation makes the caller a member of the organization with
+	// the role of their pending invitation, and withdraws the invitation, in
+	// one transaction. No pending invitation for the caller: not_found.
+	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
+	// DeclineInvitation withdraws the caller's pending invitation to the
+	// organization. No pending invitation for the caller: not_found.
+	DeclineInvitation(context.Context, *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error)
 	// ChangeRole changes a member's role. Owners and admins only; only owners
 	// may grant or take the owner role. An organization never loses its last
-	// owner (failed_precondition).
+	// owner (failed_precondition). In the same transaction the member leaves
+	// the channels the new role may not be in (a guest: every channel not of
+	// one of their teams; a member no longer admin: team channels of teams
+	// they are not in), which revokes their streams on them live.
 	ChangeRole(context.Context, *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error)
 	// RemoveMember removes a member (owners and admins; anyone may remove
 	// themselves). The last owner cannot be removed (failed_precondition).
+	// For a user who is not a member but has a pending invitation, it
+	// withdraws the invitation.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	// CreateTeam creates a team in an organization. Owners and admins.
 	CreateTeam(context.Context, *connect.Request[v1.CreateTeamRequest]) (*connect.Response[v1.CreateTeamResponse], error)
@@ -215,7 +275,9 @@ type OrgServiceHandler interface {
 	// admins.
 	AddTeamMember(context.Context, *connect.Request[v1.AddTeamMemberRequest]) (*connect.Response[v1.AddTeamMemberResponse], error)
 	// RemoveTeamMember removes a user from a team. Owners and admins, or the
-	// user themselves.
+	// user themselves. In the same transaction the user leaves the team's
+	// channels unless their role still admits them (owners and admins),
+	// which revokes their streams on them live.
 	RemoveTeamMember(context.Context, *connect.Request[v1.RemoveTeamMemberRequest]) (*connect.Response[v1.RemoveTeamMemberResponse], error)
 	// ListMyOrgs lists a page of the organizations the caller is a member
 	// of, by id, with their role.
@@ -239,6 +301,18 @@ func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) 
 		OrgServiceAddMemberProcedure,
 		svc.AddMember,
 		connect.WithSchema(orgServiceMethods.ByName("AddMember")),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceAcceptInvitationHandler := connect.NewUnaryHandler(
+		OrgServiceAcceptInvitationProcedure,
+		svc.AcceptInvitation,
+		connect.WithSchema(orgServiceMethods.ByName("AcceptInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceDeclineInvitationHandler := connect.NewUnaryHandler(
+		OrgServiceDeclineInvitationProcedure,
+		svc.DeclineInvitation,
+		connect.WithSchema(orgServiceMethods.ByName("DeclineInvitation")),
 		connect.WithHandlerOptions(opts...),
 	)
 	orgServiceChangeRoleHandler := connect.NewUnaryHandler(
@@ -284,6 +358,10 @@ func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) 
 			orgServiceCreateOrgHandler.ServeHTTP(w, r)
 		case OrgServiceAddMemberProcedure:
 			orgServiceAddMemberHandler.ServeHTTP(w, r)
+		case OrgServiceAcceptInvitationProcedure:
+			orgServiceAcceptInvitationHandler.ServeHTTP(w, r)
+		case OrgServiceDeclineInvitationProcedure:
+			orgServiceDeclineInvitationHandler.ServeHTTP(w, r)
 		case OrgServiceChangeRoleProcedure:
 			orgServiceChangeRoleHandler.ServeHTTP(w, r)
 		case OrgServiceRemoveMemberProcedure:
@@ -311,6 +389,14 @@ func (UnimplementedOrgServiceHandler) CreateOrg(context.Context, *connect.Reques
 
 func (UnimplementedOrgServiceHandler) AddMember(context.Context, *connect.Request[v1.AddMemberRequest]) (*connect.Response[v1.AddMemberResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.org.v1.OrgService.AddMember is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.org.v1.OrgService.AcceptInvitation is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) DeclineInvitation(context.Context, *connect.Request[v1.DeclineInvitationRequest]) (*connect.Response[v1.DeclineInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sluice.org.v1.OrgService.DeclineInvitation is not implemented"))
 }
 
 func (UnimplementedOrgServiceHandler) ChangeRole(context.Context, *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error) {

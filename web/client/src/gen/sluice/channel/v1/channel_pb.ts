@@ -307,6 +307,11 @@ export const ArchiveChannelResponseSchema: GenMessage<ArchiveChannelResponse> = 
  * (payload Channel), `chanmember/<channel id>/<user id>` (payload
  * ChannelMember) and the channel's messages (see sluice.message.v1).
  * Channel ids start with their organization's id: `<org id>.<suffix>`.
+ * A membership counts only while the member's standing in the organization
+ * admits them: a member of it; for a team channel, in the team or an owner
+ * or admin; for any other channel, not a guest. Changes that end it
+ * (removal from the organization or the team, a demotion) remove the
+ * channel memberships in the same transaction.
  *
  * @generated from service sluice.channel.v1.ChannelService
  */

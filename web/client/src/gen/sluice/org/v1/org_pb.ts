@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/org/v1/org.proto.
  */
 export const file_sluice_org_v1_org: GenFile = /*@__PURE__*/
-  fileDesc("ChdzbHVpY2Uvb3JnL3YxL29yZy5wcm90bxINc2x1aWNlLm9yZy52MSIwCgRUZWFtEgoKAmlkGAEgASgJEg4KBm9yZ19pZBgCIAEoCRIMCgRuYW1lGAMgASgJIj4KClRlYW1NZW1iZXISDgoGb3JnX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCSIxChFDcmVhdGVUZWFtUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJnChJDcmVhdGVUZWFtUmVzcG9uc2USIQoEdGVhbRgBIAEoCzITLnNsdWljZS5vcmcudjEuVGVhbRIuCgd3cml0dGVuGAIgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJIChRBZGRUZWFtTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJIkcKFUFkZFRlYW1NZW1iZXJSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJLChdSZW1vdmVUZWFtTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJIkoKGFJlbW92ZVRlYW1NZW1iZXJSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJBCghVc2VyT3JncxIPCgd1c2VyX2lkGAEgASgJEiQKBG9yZ3MYAiADKAsyFi5zbHVpY2Uub3JnLnYxLk9yZ1JvbGUiTgoHT3JnUm9sZRIOCgZvcmdfaWQYASABKAkSIQoEcm9sZRgCIAEoDjITLnNsdWljZS5vcmcudjEuUm9sZRIQCgh0ZWFtX2lkcxgDIAMoCSI6ChFMaXN0TXlPcmdzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJRChJMaXN0TXlPcmdzUmVzcG9uc2USIgoEb3JncxgBIAMoCzIULnNsdWljZS5vcmcudjEuTXlPcmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIksKBU15T3JnEh8KA29yZxgBIAEoCzISLnNsdWljZS5vcmcudjEuT3JnEiEKBHJvbGUYAiABKA4yEy5zbHVpY2Uub3JnLnYxLlJvbGUiMwoDT3JnEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKY3JlYXRlZF9ieRgDIAEoCSJMCgZNZW1iZXISDgoGb3JnX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIQoEcm9sZRgDIAEoDjITLnNsdWljZS5vcmcudjEuUm9sZSIgChBDcmVhdGVPcmdSZXF1ZXN0EgwKBG5hbWUYASABKAkiZAoRQ3JlYXRlT3JnUmVzcG9uc2USHwoDb3JnGAEgASgLMhIuc2x1aWNlLm9yZy52MS5PcmcSLgoHd3JpdHRlbhgCIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iVgoQQWRkTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIhCgRyb2xlGAMgASgOMhMuc2x1aWNlLm9yZy52MS5Sb2xlIkMKEUFkZE1lbWJlclJlc3BvbnNlEi4KB3dyaXR0ZW4YASABKAsyHS5zbHVpY2Uuc3luYy52MS5SZWNvcmRWZXJzaW9uIlcKEUNoYW5nZVJvbGVSZXF1ZXN0Eg4KBm9yZ19pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiEKBHJvbGUYAyABKA4yEy5zbHVpY2Uub3JnLnYxLlJvbGUiRAoSQ2hhbmdlUm9sZVJlc3BvbnNlEi4KB3dyaXR0ZW4YASABKAsyHS5zbHVpY2Uuc3luYy52MS5SZWNvcmRWZXJzaW9uIjYKE1JlbW92ZU1lbWJlclJlcXVlc3QSDgoGb3JnX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiRgoUUmVtb3ZlTWVtYmVyUmVzcG9uc2USLgoHd3JpdHRlbhgBIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24qXQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9PV05FUhABEg4KClJPTEVfQURNSU4QAhIPCgtST0xFX01FTUJFUhADEg4KClJPTEVfR1VFU1QQBDLEBQoKT3JnU2VydmljZRJOCglDcmVhdGVPcmcSHy5zbHVpY2Uub3JnLnYxLkNyZWF0ZU9yZ1JlcXVlc3QaIC5zbHVpY2Uub3JnLnYxLkNyZWF0ZU9yZ1Jlc3BvbnNlEk4KCUFkZE1lbWJlchIfLnNsdWljZS5vcmcudjEuQWRkTWVtYmVyUmVxdWVzdBogLnNsdWljZS5vcmcudjEuQWRkTWVtYmVyUmVzcG9uc2USUQoKQ2hhbmdlUm9sZRIgLnNsdWljZS5vcmcudjEuQ2hhbmdlUm9sZVJlcXVlc3QaIS5zbHVpY2Uub3JnLnYxLkNoYW5nZVJvbGVSZXNwb25zZRJXCgxSZW1vdmVNZW1iZXISIi5zbHVpY2Uub3JnLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaIy5zbHVpY2Uub3JnLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElEKCkNyZWF0ZVRlYW0SIC5zbHVpY2Uub3JnLnYxLkNyZWF0ZVRlYW1SZXF1ZXN0GiEuc2x1aWNlLm9yZy52MS5DcmVhdGVUZWFtUmVzcG9uc2USWgoNQWRkVGVhbU1lbWJlchIjLnNsdWljZS5vcmcudjEuQWRkVGVhbU1lbWJlclJlcXVlc3QaJC5zbHVpY2Uub3JnLnYxLkFkZFRlYW1NZW1iZXJSZXNwb25zZRJjChBSZW1vdmVUZWFtTWVtYmVyEiYuc2x1aWNlLm9yZy52MS5SZW1vdmVUZWFtTWVtYmVyUmVxdWVzdBonLnNsdWljZS5vcmcudjEuUmVtb3ZlVGVhbU1lbWJlclJlc3BvbnNlElYKCkxpc3RNeU9yZ3MSIC5zbHVpY2Uub3JnLnYxLkxpc3RNeU9yZ3NSZXF1ZXN0GiEuc2x1aWNlLm9yZy52MS5MaXN0TXlPcmdzUmVzcG9uc2UiA5ACAUKnAQoRY29tLnNsdWljZS5vcmcudjFCCE9yZ1Byb3RvUAFaMmdpdGh1Yi5jb20vc2x1aWNlaHEvc2x1aWNlL2dlbi9zbHVpY2Uvb3JnL3YxO29yZ3YxogIDU09YqgINU2x1aWNlLk9yZy5WMcoCDVNsdWljZVxPcmdcVjHiAhlTbHVpY2VcT3JnXFYxXEdQQk1ldGFkYXRh6gIPU2x1aWNlOjpPcmc6OlYxYgZwcm90bzM", [file_sluice_sync_v1_sync]);
+  fileDesc("ChdzbHVpY2Uvb3JnL3YxL29yZy5wcm90bxINc2x1aWNlLm9yZy52MSIwCgRUZWFtEgoKAmlkGAEgASgJEg4KBm9yZ19pZBgCIAEoCRIMCgRuYW1lGAMgASgJIj4KClRlYW1NZW1iZXISDgoGb3JnX2lkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCSIxChFDcmVhdGVUZWFtUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJnChJDcmVhdGVUZWFtUmVzcG9uc2USIQoEdGVhbRgBIAEoCzITLnNsdWljZS5vcmcudjEuVGVhbRIuCgd3cml0dGVuGAIgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJIChRBZGRUZWFtTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJIkcKFUFkZFRlYW1NZW1iZXJSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJLChdSZW1vdmVUZWFtTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJIkoKGFJlbW92ZVRlYW1NZW1iZXJSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiJBCghVc2VyT3JncxIPCgd1c2VyX2lkGAEgASgJEiQKBG9yZ3MYAiADKAsyFi5zbHVpY2Uub3JnLnYxLk9yZ1JvbGUiTgoHT3JnUm9sZRIOCgZvcmdfaWQYASABKAkSIQoEcm9sZRgCIAEoDjITLnNsdWljZS5vcmcudjEuUm9sZRIQCgh0ZWFtX2lkcxgDIAMoCSI6ChFMaXN0TXlPcmdzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJRChJMaXN0TXlPcmdzUmVzcG9uc2USIgoEb3JncxgBIAMoCzIULnNsdWljZS5vcmcudjEuTXlPcmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIksKBU15T3JnEh8KA29yZxgBIAEoCzISLnNsdWljZS5vcmcudjEuT3JnEiEKBHJvbGUYAiABKA4yEy5zbHVpY2Uub3JnLnYxLlJvbGUiMwoDT3JnEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKY3JlYXRlZF9ieRgDIAEoCSJMCgZNZW1iZXISDgoGb3JnX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIQoEcm9sZRgDIAEoDjITLnNsdWljZS5vcmcudjEuUm9sZSIgChBDcmVhdGVPcmdSZXF1ZXN0EgwKBG5hbWUYASABKAkiZAoRQ3JlYXRlT3JnUmVzcG9uc2USHwoDb3JnGAEgASgLMhIuc2x1aWNlLm9yZy52MS5PcmcSLgoHd3JpdHRlbhgCIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iVgoQQWRkTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIhCgRyb2xlGAMgASgOMhMuc2x1aWNlLm9yZy52MS5Sb2xlIlQKEUFkZE1lbWJlclJlc3BvbnNlEi4KB3dyaXR0ZW4YASABKAsyHS5zbHVpY2Uuc3luYy52MS5SZWNvcmRWZXJzaW9uEg8KB2ludml0ZWQYAiABKAgidgoKSW52aXRhdGlvbhIOCgZvcmdfaWQYASABKAkSEAoIb3JnX25hbWUYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIhCgRyb2xlGAQgASgOMhMuc2x1aWNlLm9yZy52MS5Sb2xlEhIKCmludml0ZWRfYnkYBSABKAkiKQoXQWNjZXB0SW52aXRhdGlvblJlcXVlc3QSDgoGb3JnX2lkGAEgASgJIkoKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbiIqChhEZWNsaW5lSW52aXRhdGlvblJlcXVlc3QSDgoGb3JnX2lkGAEgASgJIksKGURlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2USLgoHd3JpdHRlbhgBIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iVwoRQ2hhbmdlUm9sZVJlcXVlc3QSDgoGb3JnX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIQoEcm9sZRgDIAEoDjITLnNsdWljZS5vcmcudjEuUm9sZSJEChJDaGFuZ2VSb2xlUmVzcG9uc2USLgoHd3JpdHRlbhgBIAEoCzIdLnNsdWljZS5zeW5jLnYxLlJlY29yZFZlcnNpb24iNgoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIOCgZvcmdfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJGChRSZW1vdmVNZW1iZXJSZXNwb25zZRIuCgd3cml0dGVuGAEgASgLMh0uc2x1aWNlLnN5bmMudjEuUmVjb3JkVmVyc2lvbipdCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX09XTkVSEAESDgoKUk9MRV9BRE1JThACEg8KC1JPTEVfTUVNQkVSEAMSDgoKUk9MRV9HVUVTVBAEMpEHCgpPcmdTZXJ2aWNlEk4KCUNyZWF0ZU9yZxIfLnNsdWljZS5vcmcudjEuQ3JlYXRlT3JnUmVxdWVzdBogLnNsdWljZS5vcmcudjEuQ3JlYXRlT3JnUmVzcG9uc2USTgoJQWRkTWVtYmVyEh8uc2x1aWNlLm9yZy52MS5BZGRNZW1iZXJSZXF1ZXN0GiAuc2x1aWNlLm9yZy52MS5BZGRNZW1iZXJSZXNwb25zZRJjChBBY2NlcHRJbnZpdGF0aW9uEiYuc2x1aWNlLm9yZy52MS5BY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBonLnNsdWljZS5vcmcudjEuQWNjZXB0SW52aXRhdGlvblJlc3BvbnNlEmYKEURlY2xpbmVJbnZpdGF0aW9uEicuc2x1aWNlLm9yZy52MS5EZWNsaW5lSW52aXRhdGlvblJlcXVlc3QaKC5zbHVpY2Uub3JnLnYxLkRlY2xpbmVJbnZpdGF0aW9uUmVzcG9uc2USUQoKQ2hhbmdlUm9sZRIgLnNsdWljZS5vcmcudjEuQ2hhbmdlUm9sZVJlcXVlc3QaIS5zbHVpY2Uub3JnLnYxLkNoYW5nZVJvbGVSZXNwb25zZRJXCgxSZW1vdmVNZW1iZXISIi5zbHVpY2Uub3JnLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaIy5zbHVpY2Uub3JnLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElEKCkNyZWF0ZVRlYW0SIC5zbHVpY2Uub3JnLnYxLkNyZWF0ZVRlYW1SZXF1ZXN0GiEuc2x1aWNlLm9yZy52MS5DcmVhdGVUZWFtUmVzcG9uc2USWgoNQWRkVGVhbU1lbWJlchIjLnNsdWljZS5vcmcudjEuQWRkVGVhbU1lbWJlclJlcXVlc3QaJC5zbHVpY2Uub3JnLnYxLkFkZFRlYW1NZW1iZXJSZXNwb25zZRJjChBSZW1vdmVUZWFtTWVtYmVyEiYuc2x1aWNlLm9yZy52MS5SZW1vdmVUZWFtTWVtYmVyUmVxdWVzdBonLnNsdWljZS5vcmcudjEuUmVtb3ZlVGVhbU1lbWJlclJlc3BvbnNlElYKCkxpc3RNeU9yZ3MSIC5zbHVpY2Uub3JnLnYxLkxpc3RNeU9yZ3NSZXF1ZXN0GiEuc2x1aWNlLm9yZy52MS5MaXN0TXlPcmdzUmVzcG9uc2UiA5ACAUKnAQoRY29tLnNsdWljZS5vcmcudjFCCE9yZ1Byb3RvUAFaMmdpdGh1Yi5jb20vc2x1aWNlaHEvc2x1aWNlL2dlbi9zbHVpY2Uvb3JnL3YxO29yZ3YxogIDU09YqgINU2x1aWNlLk9yZy5WMcoCDVNsdWljZVxPcmdcVjHiAhlTbHVpY2VcT3JnXFYxXEdQQk1ldGFkYXRh6gIPU2x1aWNlOjpPcmc6OlYxYgZwcm90bzM", [file_sluice_sync_v1_sync]);
 
 /**
  * Team is the payload of `team/<org id>/<team id>` (scope `org/<org id>`);
@@ -464,9 +464,20 @@ export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*
  */
 export type AddMemberResponse = Message<"sluice.org.v1.AddMemberResponse"> & {
   /**
+   * written is the version of `orginvitation/<org id>/<user id>` when
+   * invited is true, else of `orgmember/<org id>/<user id>`.
+   *
    * @generated from field: sluice.sync.v1.RecordVersion written = 1;
    */
   written?: RecordVersion | undefined;
+
+  /**
+   * invited is true when the call created an invitation (user callers) and
+   * false when it added the member directly (service principals).
+   *
+   * @generated from field: bool invited = 2;
+   */
+  invited: boolean;
 };
 
 /**
@@ -475,6 +486,129 @@ export type AddMemberResponse = Message<"sluice.org.v1.AddMemberResponse"> & {
  */
 export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
   messageDesc(file_sluice_org_v1_org, 18);
+
+/**
+ * Invitation is the payload of a pending invitation of user_id to org_id:
+ * `invitation/<user id>/<org id>` (scope `userorgs/<user id>`) and
+ * `orginvitation/<org id>/<user id>` (scope `orginvitations/<org id>`).
+ * Both become tombstones when the invitation is accepted, declined or
+ * withdrawn.
+ *
+ * @generated from message sluice.org.v1.Invitation
+ */
+export type Invitation = Message<"sluice.org.v1.Invitation"> & {
+  /**
+   * @generated from field: string org_id = 1;
+   */
+  orgId: string;
+
+  /**
+   * org_name is the organization's name when the invitation was made.
+   *
+   * @generated from field: string org_name = 2;
+   */
+  orgName: string;
+
+  /**
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * role is the role the invitee gets on accepting.
+   *
+   * @generated from field: sluice.org.v1.Role role = 4;
+   */
+  role: Role;
+
+  /**
+   * invited_by is the user who invited.
+   *
+   * @generated from field: string invited_by = 5;
+   */
+  invitedBy: string;
+};
+
+/**
+ * Describes the message sluice.org.v1.Invitation.
+ * Use `create(InvitationSchema)` to create a new message.
+ */
+export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
+  messageDesc(file_sluice_org_v1_org, 19);
+
+/**
+ * @generated from message sluice.org.v1.AcceptInvitationRequest
+ */
+export type AcceptInvitationRequest = Message<"sluice.org.v1.AcceptInvitationRequest"> & {
+  /**
+   * @generated from field: string org_id = 1;
+   */
+  orgId: string;
+};
+
+/**
+ * Describes the message sluice.org.v1.AcceptInvitationRequest.
+ * Use `create(AcceptInvitationRequestSchema)` to create a new message.
+ */
+export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_org_v1_org, 20);
+
+/**
+ * @generated from message sluice.org.v1.AcceptInvitationResponse
+ */
+export type AcceptInvitationResponse = Message<"sluice.org.v1.AcceptInvitationResponse"> & {
+  /**
+   * written is the version of the caller's new
+   * `orgmember/<org id>/<user id>`.
+   *
+   * @generated from field: sluice.sync.v1.RecordVersion written = 1;
+   */
+  written?: RecordVersion | undefined;
+};
+
+/**
+ * Describes the message sluice.org.v1.AcceptInvitationResponse.
+ * Use `create(AcceptInvitationResponseSchema)` to create a new message.
+ */
+export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_org_v1_org, 21);
+
+/**
+ * @generated from message sluice.org.v1.DeclineInvitationRequest
+ */
+export type DeclineInvitationRequest = Message<"sluice.org.v1.DeclineInvitationRequest"> & {
+  /**
+   * @generated from field: string org_id = 1;
+   */
+  orgId: string;
+};
+
+/**
+ * Describes the message sluice.org.v1.DeclineInvitationRequest.
+ * Use `create(DeclineInvitationRequestSchema)` to create a new message.
+ */
+export const DeclineInvitationRequestSchema: GenMessage<DeclineInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_org_v1_org, 22);
+
+/**
+ * @generated from message sluice.org.v1.DeclineInvitationResponse
+ */
+export type DeclineInvitationResponse = Message<"sluice.org.v1.DeclineInvitationResponse"> & {
+  /**
+   * written is the version of the tombstone of
+   * `invitation/<user id>/<org id>`.
+   *
+   * @generated from field: sluice.sync.v1.RecordVersion written = 1;
+   */
+  written?: RecordVersion | undefined;
+};
+
+/**
+ * Describes the message sluice.org.v1.DeclineInvitationResponse.
+ * Use `create(DeclineInvitationResponseSchema)` to create a new message.
+ */
+export const DeclineInvitationResponseSchema: GenMessage<DeclineInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_org_v1_org, 23);
 
 /**
  * @generated from message sluice.org.v1.ChangeRoleRequest
@@ -501,7 +635,7 @@ export type ChangeRoleRequest = Message<"sluice.org.v1.ChangeRoleRequest"> & {
  * Use `create(ChangeRoleRequestSchema)` to create a new message.
  */
 export const ChangeRoleRequestSchema: GenMessage<ChangeRoleRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_org_v1_org, 19);
+  messageDesc(file_sluice_org_v1_org, 24);
 
 /**
  * @generated from message sluice.org.v1.ChangeRoleResponse
@@ -518,7 +652,7 @@ export type ChangeRoleResponse = Message<"sluice.org.v1.ChangeRoleResponse"> & {
  * Use `create(ChangeRoleResponseSchema)` to create a new message.
  */
 export const ChangeRoleResponseSchema: GenMessage<ChangeRoleResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_org_v1_org, 20);
+  messageDesc(file_sluice_org_v1_org, 25);
 
 /**
  * @generated from message sluice.org.v1.RemoveMemberRequest
@@ -540,7 +674,7 @@ export type RemoveMemberRequest = Message<"sluice.org.v1.RemoveMemberRequest"> &
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_org_v1_org, 21);
+  messageDesc(file_sluice_org_v1_org, 26);
 
 /**
  * @generated from message sluice.org.v1.RemoveMemberResponse
@@ -557,7 +691,7 @@ export type RemoveMemberResponse = Message<"sluice.org.v1.RemoveMemberResponse">
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_org_v1_org, 22);
+  messageDesc(file_sluice_org_v1_org, 27);
 
 /**
  * Role is a member's role in an organization.
@@ -604,6 +738,15 @@ export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
  * Removing a member also removes them from every channel of the
  * organization in the same transaction, which revokes their streams live.
  *
+ * Membership is consented: AddMember by a user creates an invitation that
+ * grants nothing until the invitee accepts it (AcceptInvitation) and that
+ * the invitee may decline (DeclineInvitation). An invitation is two records
+ * written together: `invitation/<user id>/<org id>` in the invitee's scope
+ * `userorgs/<user id>` (readable by the invitee only) and
+ * `orginvitation/<org id>/<user id>` in scope `orginvitations/<org id>`
+ * (readable by the organization's owners and admins). Service principals
+ * (an operator importing an organization) add members directly.
+ *
  * @generated from service sluice.org.v1.OrgService
  */
 export const OrgService: GenService<{
@@ -618,8 +761,10 @@ export const OrgService: GenService<{
     output: typeof CreateOrgResponseSchema;
   },
   /**
-   * AddMember adds a user with a role. Owners and admins only; only owners
-   * may add owners.
+   * AddMember invites a user to join with a role (a user caller) or adds
+   * them directly (a service principal). Owners and admins only; only
+   * owners may invite or add owners. A member, or a user with a pending
+   * invitation, cannot be invited again (already_exists).
    *
    * @generated from rpc sluice.org.v1.OrgService.AddMember
    */
@@ -629,9 +774,35 @@ export const OrgService: GenService<{
     output: typeof AddMemberResponseSchema;
   },
   /**
+   * AcceptInvitation makes the caller a member of the organization with
+   * the role of their pending invitation, and withdraws the invitation, in
+   * one transaction. No pending invitation for the caller: not_found.
+   *
+   * @generated from rpc sluice.org.v1.OrgService.AcceptInvitation
+   */
+  acceptInvitation: {
+    methodKind: "unary";
+    input: typeof AcceptInvitationRequestSchema;
+    output: typeof AcceptInvitationResponseSchema;
+  },
+  /**
+   * DeclineInvitation withdraws the caller's pending invitation to the
+   * organization. No pending invitation for the caller: not_found.
+   *
+   * @generated from rpc sluice.org.v1.OrgService.DeclineInvitation
+   */
+  declineInvitation: {
+    methodKind: "unary";
+    input: typeof DeclineInvitationRequestSchema;
+    output: typeof DeclineInvitationResponseSchema;
+  },
+  /**
    * ChangeRole changes a member's role. Owners and admins only; only owners
    * may grant or take the owner role. An organization never loses its last
-   * owner (failed_precondition).
+   * owner (failed_precondition). In the same transaction the member leaves
+   * the channels the new role may not be in (a guest: every channel not of
+   * one of their teams; a member no longer admin: team channels of teams
+   * they are not in), which revokes their streams on them live.
    *
    * @generated from rpc sluice.org.v1.OrgService.ChangeRole
    */
@@ -643,6 +814,8 @@ export const OrgService: GenService<{
   /**
    * RemoveMember removes a member (owners and admins; anyone may remove
    * themselves). The last owner cannot be removed (failed_precondition).
+   * For a user who is not a member but has a pending invitation, it
+   * withdraws the invitation.
    *
    * @generated from rpc sluice.org.v1.OrgService.RemoveMember
    */
@@ -674,7 +847,9 @@ export const OrgService: GenService<{
   },
   /**
    * RemoveTeamMember removes a user from a team. Owners and admins, or the
-   * user themselves.
+   * user themselves. In the same transaction the user leaves the team's
+   * channels unless their role still admits them (owners and admins),
+   * which revokes their streams on them live.
    *
    * @generated from rpc sluice.org.v1.OrgService.RemoveTeamMember
    */
