@@ -61,6 +61,7 @@ export function chatView(app: App, channelId: string): View {
     {
       onUpdate: () => renderInvites(),
       onStatus: (s, err) => app.streamStatus(invitesSub!, s, err),
+      persist: `userorgs/${me}`, // resumed from its cursor after a reload
     },
   );
 

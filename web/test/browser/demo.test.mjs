@@ -288,7 +288,7 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
       await page.route(subscribe, async (route) => {
         const req = decodeSubscribe(route.request().postDataBuffer());
         requests.push(req);
-        if (req.scopes.length > 0 && heldAtResume === undefined) {
+        if (req.scopes.some((s) => s.scope === `channel/${ids.general}`) && heldAtResume === undefined) {
           heldAtResume = await page.evaluate(() => [...document.querySelectorAll("li.msg .text")].map((e) => e.textContent));
           await rpc(server.base, "sluice.message.v1.MessageService/PostMessage", { channelId: ids.general, text: "during the reload" }, tokenA);
         }
@@ -310,7 +310,7 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
       assert.deepEqual(heldAtResume, shownBefore, "the reloaded page showed what it held before its stream resumed");
 
       // Each stream resumed from its saved cursor, not from scratch.
-      const channel = requests.find((r) => r.scopes.length > 0)?.scopes.find((s) => s.scope === `channel/${ids.general}`);
+      const channel = requests.flatMap((r) => r.scopes).find((s) => s.scope === `channel/${ids.general}`);
       assert.ok(channel, "the channel's stream was reopened");
       t.diagnostic(`channel stream resumed after seq ${channel.afterSeq} (last seq before the reload: ${seqBefore}), window ${channel.limit}`);
       assert.ok(channel.afterSeq >= seqBefore, `resumed after seq ${channel.afterSeq}, want >= ${seqBefore}`);
