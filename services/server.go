@@ -295,6 +295,8 @@ func New(cfg Config) (*Server, error) {
 				r.Body = b
 			}
 		}
+		// Origin, Host and session cookie, for cookie sessions.
+		r = auth.WithBrowser(r)
 		mux.ServeHTTP(&nosniffWriter{ResponseWriter: w}, r)
 	})
 	return &Server{handler: handler, health: health, streams: d.Streams, policies: policies, reads: reads}, nil

@@ -89,8 +89,14 @@ type Config struct {
 	// localDatabase replaces localhost:5432 as the server probed before
 	// a private cluster is started (tests).
 	localDatabase string
-	// SessionTTL is how long a session lasts. Default 24h.
+	// SessionTTL is the absolute lifetime of a session: no session
+	// outlives it, however much it is used. Default 24h.
 	SessionTTL time.Duration
+	// SessionIdle ends a session unused for this long: sliding expiry
+	// within SessionTTL (a call, or an open stream, is use).
+	// auth.sessions.idle in the config file overrides it. Default
+	// DefaultSessionIdle (2h); negative: no idle expiry.
+	SessionIdle time.Duration
 	// Heartbeat is the idle time after which streams get a heartbeat.
 	// Default 15s.
 	Heartbeat time.Duration

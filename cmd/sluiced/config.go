@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -96,7 +97,8 @@ type ClaimsConfig struct {
 type SessionsFileConfig struct {
 	// TTL is the absolute session lifetime. Default: -session-ttl (24h).
 	TTL time.Duration `yaml:"ttl"`
-	// Idle ends sessions unused for this long (at least 1m). Default: none.
+	// Idle ends sessions unused for this long (at least 1m): sliding
+	// expiry within TTL. Default: -session-idle (2h).
 	Idle time.Duration `yaml:"idle"`
 	// CacheTTL bounds how long another instance may accept a revoked
 	// session (at most 1m). Default 2s.
@@ -366,7 +368,7 @@ func (fc *FileConfig) validate() error {
 	s := fc.Auth.Sessions
 	nonNeg("auth.sessions.ttl", s.TTL)
 	if s.Idle < 0 || (s.Idle > 0 && s.Idle < time.Minute) {
-		bad("auth.sessions.idle", "must be 0 (none) or at least 1m")
+		bad("auth.sessions.idle", "must be at least 1m (0: the -session-idle flag)")
 	}
 	if s.TTL > 0 && s.Idle > s.TTL {
 		bad("auth.sessions.idle", "longer than auth.sessions.ttl")
@@ -600,6 +602,30 @@ func (fc *FileConfig) SessionsConfig(ttl time.Duration) auth.SessionsConfig {
 	return auth.SessionsConfig{TTL: ttl, Idle: s.Idle, CacheTTL: s.CacheTTL}
 }
 
+// DefaultSessionIdle is the idle timeout of sessions when neither
+// -session-idle nor auth.sessions.idle sets one.
+const DefaultSessionIdle = 2 * time.Hour
+
+// withIdle applies idle (Config.SessionIdle: 0 the default, negative none)
+// to s unless the config file set an idle timeout. An idle timeout not
+// shorter than the absolute lifetime would never act, and is dropped.
+func withIdle(s auth.SessionsConfig, idle time.Duration) auth.SessionsConfig {
+	if s.Idle > 0 {
+		return s
+	}
+	switch {
+	case idle < 0:
+		idle = 0
+	case idle == 0:
+		idle = DefaultSessionIdle
+	}
+	if ttl := cmp.Or(s.TTL, 24*time.Hour); idle >= ttl {
+		idle = 0
+	}
+	s.Idle = idle
+	return s
+}
+
 // ServiceConfig returns the AuthService settings of fc: throttling and
 // trusted proxies.
 func (fc *FileConfig) ServiceConfig() auth.ServiceConfig {
@@ -657,7 +683,7 @@ func OpenAuth(fc *FileConfig, cfg Config, log *slog.Logger) (*AuthSetup, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &AuthSetup{Login: login, Tokens: tokens, Sessions: fc.SessionsConfig(cfg.SessionTTL), Service: fc.ServiceConfig(), close: closeAll}
+	s := &AuthSetup{Login: login, Tokens: tokens, Sessions: withIdle(fc.SessionsConfig(cfg.SessionTTL), cfg.SessionIdle), Service: fc.ServiceConfig(), close: closeAll}
 	if s.Login != nil {
 		return s, nil
 	}

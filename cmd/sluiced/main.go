@@ -98,7 +98,19 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.StringVar(&cfg.MailFrom, "mail-from", os.Getenv("SLUICE_MAIL_FROM"), "sender of notification e-mail; default noreply@<mail-domain> (SLUICE_MAIL_FROM)")
 	fs.StringVar(&cfg.MailDomain, "mail-domain", os.Getenv("SLUICE_MAIL_DOMAIN"), "recipients are <user id>@<mail-domain> (SLUICE_MAIL_DOMAIN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("SLUICE_DATA_DIR", ".sluice"), "directory of the private Postgres cluster (SLUICE_DATA_DIR)")
-	fs.DurationVar(&cfg.SessionTTL, "session-ttl", 24*time.Hour, "session lifetime")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", 24*time.Hour, "absolute session lifetime: no session outlives it, however much it is used")
+	cfg.SessionIdle = DefaultSessionIdle
+	fs.Func("session-idle", "end sessions unused this long (sliding expiry within -session-ttl; an open stream is use); 0: never (default 2h)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			d = -1 // Config: negative is none
+		}
+		cfg.SessionIdle = d
+		return nil
+	})
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "stream heartbeat interval")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "change history retention")
 	fs.Int64Var(&cfg.KeepPerScope, "keep-per-scope", 10000, "changes kept per scope")

@@ -11,7 +11,8 @@ import (
 	"github.com/sluicehq/sluice/authz"
 )
 
-// Interceptor authenticates every call from its bearer token and admits it
+// Interceptor authenticates every call from its bearer token (or, from
+// this server's own pages, its session cookie: cookie.go) and admits it
 // by the procedure's policy (default deny; a non-public procedure needs a
 // principal). The token is a Sluice session token ("slc_…") or, if a
 // TokenAuthenticator is configured, a JWT: its principal has no session
@@ -41,7 +42,11 @@ func (i *Interceptor) authenticate(ctx context.Context, procedure string, h http
 			return authz.WithPrincipal(ctx, p), i.policies.Admit(authz.WithPrincipal(ctx, p), procedure)
 		}
 	}
-	if raw := h.Get("Authorization"); raw != "" {
+	raw, err := credential(ctx, h)
+	if err != nil && !pol.Public {
+		return ctx, err
+	}
+	if raw != "" {
 		token, ok := bearerToken(raw, maxJWTBytes)
 		if !ok && !pol.Public {
 			return ctx, authz.ErrUnauthenticated
@@ -59,6 +64,16 @@ func (i *Interceptor) authenticate(ctx context.Context, procedure string, h http
 		}
 	}
 	return ctx, i.policies.Admit(ctx, procedure)
+}
+
+// credential returns the call's Authorization header or, without one,
+// what its session cookie stands for (cookie.go); a cookie from another
+// origin is an error.
+func credential(ctx context.Context, h http.Header) (string, error) {
+	if raw := h.Get("Authorization"); raw != "" {
+		return raw, nil
+	}
+	return cookieCredential(ctx)
 }
 
 // principal resolves a bearer token: a session token, else a JWT if JWTs

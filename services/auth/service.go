@@ -81,7 +81,9 @@ type loginCmd struct {
 // ThrottleConfig), so a throttled caller
 // gets resource_exhausted whether or not the password is right; a
 // successful login does not count against the limits. An authentication
-// backend that cannot answer is unavailable.
+// backend that cannot answer is unavailable. With cookie set, the token
+// goes into an HttpOnly session cookie instead of the response (cookie.go),
+// for a same-origin browser request only (else permission_denied).
 func (s *Service) Login(ctx context.Context, req *connect.Request[authv1.LoginRequest]) (*connect.Response[authv1.LoginResponse], error) {
 	cmd := loginCmd{Username: req.Msg.GetUsername(), Password: req.Msg.GetPassword()}
 	if err := s.valid.Validate(ctx, cmd); err != nil {
@@ -89,6 +91,14 @@ func (s *Service) Login(ctx context.Context, req *connect.Request[authv1.LoginRe
 	}
 	if err := s.policies.Authorize(ctx, authv1connect.AuthServiceLoginProcedure, authz.Resource{}); err != nil {
 		return nil, err
+	}
+	// A cookie session is for this server's own pages only: refused
+	// before the password is looked at, so a forged cross-origin login
+	// (login CSRF) learns nothing and plants nothing.
+	wantCookie := req.Msg.GetCookie()
+	page := browserFrom(ctx)
+	if wantCookie && !page.sameOrigin {
+		return nil, errCrossOrigin
 	}
 	addr := clientAddr(req.Peer().Addr, req.Header(), s.proxies)
 	charged, ok := s.throttle.take(cmd.Username, addr)
@@ -116,16 +126,22 @@ func (s *Service) Login(ctx context.Context, req *connect.Request[authv1.LoginRe
 	if err != nil {
 		return nil, fmt.Errorf("client data: %w", err)
 	}
-	return connect.NewResponse(&authv1.LoginResponse{
+	res := connect.NewResponse(&authv1.LoginResponse{
 		Token:      token,
 		UserId:     id.ID,
 		ClientData: cd,
 		ExpiresAt:  timestamppb.New(expires),
-	}), nil
+	})
+	if wantCookie {
+		res.Msg.Token = "" // in the HttpOnly cookie only: out of scripts' reach
+		res.Header().Add("Set-Cookie", sessionCookie(token, expires, page.secure).String())
+	}
+	return res, nil
 }
 
 // Logout revokes the caller's session; its streams on this instance end at
-// once, elsewhere within the session check interval.
+// once, elsewhere within the session check interval. A request carrying
+// the session cookie gets it cleared.
 func (s *Service) Logout(ctx context.Context, _ *connect.Request[authv1.LogoutRequest]) (*connect.Response[authv1.LogoutResponse], error) {
 	if err := s.policies.Authorize(ctx, authv1connect.AuthServiceLogoutProcedure, authz.Resource{}); err != nil {
 		return nil, err
@@ -137,7 +153,11 @@ func (s *Service) Logout(ctx context.Context, _ *connect.Request[authv1.LogoutRe
 	if err := s.sessions.Revoke(ctx, p.SessionID); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&authv1.LogoutResponse{}), nil
+	res := connect.NewResponse(&authv1.LogoutResponse{})
+	if page := browserFrom(ctx); page.hasCookie {
+		res.Header().Add("Set-Cookie", clearCookie(page.secure).String())
+	}
+	return res, nil
 }
 
 // WhoAmI describes the caller.

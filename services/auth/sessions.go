@@ -20,9 +20,12 @@ type SessionsConfig struct {
 	// TTL is the absolute lifetime of a session. Default 24h.
 	TTL time.Duration
 	// Idle ends a session not used for this long (a request or an open
-	// stream is use). Zero means no idle expiry. Because use is recorded at
-	// most every TouchEvery, a session is refused after between
-	// Idle-TouchEvery-CacheTTL and Idle without use.
+	// stream is use): sliding expiry within TTL. Zero means no idle
+	// expiry. Use is recorded in Postgres at most every TouchEvery, and an
+	// instance trusts a cached answer for at most min(CacheTTL, TouchEvery)
+	// (so use served from the cache is recorded too): a session is refused
+	// between Idle-TouchEvery-min(CacheTTL, TouchEvery) and Idle after its
+	// last use, and never while used more often than that.
 	Idle time.Duration
 	// CacheTTL bounds how long another instance may still accept a revoked
 	// session. Default 2s.
@@ -38,6 +41,10 @@ type SessionsConfig struct {
 type Sessions struct {
 	store *sync.Store
 	cfg   SessionsConfig
+	// fresh is how long a cached answer is used: CacheTTL, or TouchEvery
+	// if shorter, so that use served from the cache is still recorded in
+	// time to keep the session from going idle.
+	fresh time.Duration
 
 	mu       gosync.Mutex
 	cache    map[string]cached // by token hash
@@ -79,9 +86,14 @@ func NewSessions(store *sync.Store, cfg SessionsConfig) *Sessions {
 			cfg.TouchEvery = cfg.Idle / 4
 		}
 	}
+	fresh := cfg.CacheTTL
+	if cfg.Idle > 0 {
+		fresh = min(fresh, cfg.TouchEvery)
+	}
 	return &Sessions{
 		store:    store,
 		cfg:      cfg,
+		fresh:    fresh,
 		cache:    make(map[string]cached),
 		live:     make(map[int64]liveAt),
 		watchers: make(map[int64]map[*revokeHook]struct{}),
@@ -132,13 +144,14 @@ func errNoSession() error {
 }
 
 // Principal returns the principal of a live session token (not revoked,
-// expired or idle), or authz.ErrUnauthenticated. It records the use.
+// expired or idle), or authz.ErrUnauthenticated. It records the use, which
+// renews an idle timeout (never the absolute expiry).
 func (s *Sessions) Principal(ctx context.Context, token string) (*authz.Principal, error) {
 	hash := hashToken(token)
 	key := string(hash)
 	now := time.Now()
 	s.mu.Lock()
-	if c, ok := s.cache[key]; ok && now.Sub(c.fetched) < s.cfg.CacheTTL && now.Before(c.p.ExpiresAt) {
+	if c, ok := s.cache[key]; ok && now.Sub(c.fetched) < s.fresh && now.Before(c.p.ExpiresAt) {
 		s.mu.Unlock()
 		s.hits.Add(1)
 		return c.p, nil
@@ -257,8 +270,9 @@ func (s *Sessions) Watch(id int64) (<-chan struct{}, func()) {
 
 // Live reports whether session id is still neither revoked, expired nor
 // idle. Streams call it periodically, which records their use: an open
-// stream keeps its session from going idle. The answer is shared for
-// CacheTTL by every stream of the session on this instance, so a client
+// stream keeps its session from going idle (and is not ended while its
+// session is renewed). The answer is shared for CacheTTL (TouchEvery if
+// shorter) by every stream of the session on this instance, so a client
 // with many streams costs one query per CacheTTL, not one per stream;
 // revocation on this instance is seen at once (Watch), elsewhere within
 // CacheTTL of the check.
@@ -267,7 +281,7 @@ func (s *Sessions) Live(ctx context.Context, id int64) (bool, error) {
 	s.mu.Lock()
 	c, ok := s.live[id]
 	s.mu.Unlock()
-	if ok && now.Sub(c.fetched) < s.cfg.CacheTTL {
+	if ok && now.Sub(c.fetched) < s.fresh {
 		return c.live, nil
 	}
 	live, err := s.store.SessionActive(ctx, id, s.cfg.Idle, s.cfg.TouchEvery)

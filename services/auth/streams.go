@@ -89,10 +89,15 @@ type heldSession struct {
 type heldStream struct{ cancel context.CancelCauseFunc }
 
 // NewStreams returns a Streams that re-checks sessions every check (plus
-// jitter; zero means 5s) and holds streams within limits.
+// jitter; zero means 5s, and at most the sessions' TouchEvery when they
+// have an idle timeout, so that an open stream's checks keep its session
+// in use) and holds streams within limits.
 func NewStreams(sessions *Sessions, check time.Duration, limits StreamLimits, log *slog.Logger) *Streams {
 	if check <= 0 {
 		check = 5 * time.Second
+	}
+	if sessions.cfg.Idle > 0 {
+		check = min(check, sessions.cfg.TouchEvery)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

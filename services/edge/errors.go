@@ -54,6 +54,11 @@ func Unavailable(msg string) error { return &UnavailableError{Msg: msg} }
 // the client, says which limit was reached.
 func Exhausted(msg string) error { return clientError(connect.CodeResourceExhausted, msg) }
 
+// Denied returns a permission_denied error whose message, written for the
+// client, says why the call is refused (for refusals that are not a
+// policy's, such as a session cookie sent from another origin).
+func Denied(msg string) error { return clientError(connect.CodePermissionDenied, msg) }
+
 // AlreadyExists returns an already_exists error whose message, written for
 // the client, says what exists (a member who is invited again).
 func AlreadyExists(msg string) error { return clientError(connect.CodeAlreadyExists, msg) }

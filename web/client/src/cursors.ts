@@ -1,6 +1,7 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
+  RecordSchema,
   SubscribeRequestSchema,
   type EphemeralEvent,
   type Record as SyncRecord,
@@ -107,6 +108,45 @@ function max(a: bigint, b: bigint): bigint {
 }
 
 /**
+ * SavedState is a SyncState written down (SyncState.save) to be restored
+ * after a page reload (SyncState.restore): the targets with their cursors
+ * and every entry held. Plain JSON; bigints are decimal strings, records
+ * base64 protobuf.
+ */
+export interface SavedState {
+  v: 1;
+  records: Array<[key: string, version: string]>;
+  scopes: Array<[scope: string, afterSeq: string, limit: number]>;
+  entries: SavedEntry[];
+}
+
+/** SavedEntry is one entry of a SavedState: the record, or a tombstone's fields. */
+export interface SavedEntry {
+  key: string;
+  scope: string;
+  version: string;
+  seq: string;
+  updatedBy: string;
+  /** updatedAt in ms since the epoch. */
+  updatedAt?: number;
+  /** record is the record as base64 protobuf; absent for a tombstone. */
+  record?: string;
+}
+
+function toBase64(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
  * SyncState is the client side of the stream contract (docs/API.md, "Client
  * rules"): it keeps, per record target, the highest version held and, per
  * scope target, the last seq seen, merges every event into one map of
@@ -137,6 +177,69 @@ export class SyncState {
       const s = normalizeScope(t);
       this.scopeTargets.set(s.scope, max(this.scopeTargets.get(s.scope) ?? zero, s.afterSeq ?? zero));
       if (s.limit !== undefined && s.limit > 0) this.scopeLimits.set(s.scope, s.limit);
+    }
+  }
+
+  /**
+   * save writes the state down: targets, cursors and entries, consistent
+   * with each other (the cursors never claim more than the entries hold).
+   */
+  save(): SavedState {
+    return {
+      v: 1,
+      records: [...this.recordTargets].map(([key, version]) => [key, version.toString()]),
+      scopes: [...this.scopeTargets].map(([scope, seq]) => [scope, seq.toString(), this.scopeLimits.get(scope) ?? 0]),
+      entries: [...this.entries.values()].map((e) => ({
+        key: e.key,
+        scope: e.scope,
+        version: e.version.toString(),
+        seq: e.seq.toString(),
+        updatedBy: e.updatedBy,
+        updatedAt: e.updatedAt?.getTime(),
+        record: e.record ? toBase64(toBinary(RecordSchema, e.record)) : undefined,
+      })),
+    };
+  }
+
+  /**
+   * restore returns the state saved for exactly these targets (the same
+   * record keys, scopes and windows), with its entries and cursors, so a
+   * stream resumes where the saved one was instead of starting over; or
+   * undefined when saved is missing, malformed or for other targets.
+   */
+  static restore(targets: Targets, saved: unknown): SyncState | undefined {
+    const want = new SyncState(targets);
+    try {
+      const sv = saved as SavedState;
+      if (sv?.v !== 1 || !Array.isArray(sv.records) || !Array.isArray(sv.scopes) || !Array.isArray(sv.entries)) return undefined;
+      const recs = new Map(sv.records.map(([k, v]) => [k, BigInt(v)]));
+      const scopes = new Map(sv.scopes.map(([sc, seq, limit]) => [sc, { seq: BigInt(seq), limit }]));
+      if (recs.size !== want.recordTargets.size || scopes.size !== want.scopeTargets.size) return undefined;
+      for (const k of want.recordTargets.keys()) if (!recs.has(k)) return undefined;
+      for (const sc of want.scopeTargets.keys()) {
+        if (scopes.get(sc)?.limit !== (want.scopeLimits.get(sc) ?? 0)) return undefined;
+      }
+      const st = new SyncState(targets);
+      for (const [k, v] of recs) st.recordTargets.set(k, max(v, st.recordTargets.get(k) ?? zero));
+      for (const [sc, { seq }] of scopes) st.scopeTargets.set(sc, max(seq, st.scopeTargets.get(sc) ?? zero));
+      for (const e of sv.entries) {
+        if (e.record !== undefined) {
+          st.entries.set(e.key, toEntry(fromBinary(RecordSchema, fromBase64(e.record))));
+        } else {
+          st.entries.set(e.key, {
+            key: e.key,
+            scope: e.scope,
+            version: BigInt(e.version),
+            seq: BigInt(e.seq),
+            removed: true,
+            updatedBy: e.updatedBy,
+            updatedAt: e.updatedAt !== undefined ? new Date(e.updatedAt) : undefined,
+          });
+        }
+      }
+      return st;
+    } catch {
+      return undefined;
     }
   }
 

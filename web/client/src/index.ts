@@ -1,11 +1,13 @@
-// The Sluice web client: typed clients over Connect, the session token in
+// The Sluice web client: typed clients over Connect, the session in an
+// HttpOnly cookie (same origin; resumed after a reload) or the token in
 // memory, live subscriptions that resume without losing or repeating an
-// update, history paging for windowed scopes, idempotency keys and retries
-// on every mutating call, an offline outbox, live permission answers, and
-// typed payload decoding.
-export { Sluice, services, type OpenOutboxOptions, type Session, type SluiceOptions } from "./client.js";
+// update (across page reloads too), history paging for windowed scopes,
+// idempotency keys and retries on every mutating call, an offline outbox,
+// live permission answers, and typed payload decoding.
+export { Sluice, services, type OpenOutboxOptions, type Session, type SluiceOptions, type SubscribeOptions } from "./client.js";
 export { Subscription, type OpenStream, type SubscriptionOptions, type Visible, type WaitOptions } from "./subscription.js";
-export { SyncState, type Entry, type RecordCursor, type ScopeCursor, type Targets, type Update } from "./cursors.js";
+export { SyncState, type Entry, type RecordCursor, type SavedEntry, type SavedState, type ScopeCursor, type Targets, type Update } from "./cursors.js";
+export { SessionStateStore, clearSavedStreams, type StateStore } from "./persist.js";
 export { AccessWatch, type AccessWatchOptions, type OpenWatch, type Question } from "./access.js";
 export { isRetryable, type ResumeOptions, type StreamStatus } from "./resumable.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Record as SyncRecord, SubscribeRequest, SubscribeResponse } from "./gen/sluice/sync/v1/sync_pb.js";
 import { SyncState, type Entry, type Targets, type Update } from "./cursors.js";
+import type { StateStore } from "./persist.js";
 import { Resumable, type AttemptHooks, type ResumeOptions } from "./resumable.js";
 
 /**
@@ -16,7 +17,18 @@ export interface SubscriptionOptions extends ResumeOptions {
    * state was updated. Duplicates never reach it.
    */
   onUpdate?: (updates: Update[], sub: Subscription) => void;
+  /**
+   * store keeps the state across page reloads: the subscription starts
+   * from the state saved there for the same targets (if any), so its
+   * stream resumes from the saved cursors and nothing already shown is
+   * delivered again, and saves the state shortly after every change and
+   * when the page is hidden or unloaded.
+   */
+  store?: StateStore;
 }
+
+/** saveDelayMs coalesces the saves of a burst of updates. */
+const saveDelayMs = 250;
 
 /** WaitOptions bound waitForVersion. */
 export interface WaitOptions {
@@ -52,8 +64,15 @@ export class Subscription extends Resumable {
   readonly state: SyncState;
   /** synced is true once the first catch-up finished. */
   synced = false;
+  /**
+   * restored is true when the state was restored from opts.store: the
+   * entries are there before the stream delivers anything.
+   */
+  readonly restored: boolean;
 
   private readonly waiters = new Set<Waiter>();
+  private saveTimer?: ReturnType<typeof setTimeout>;
+  private readonly flush = () => this.saveNow();
 
   constructor(
     private readonly open: OpenStream,
@@ -61,7 +80,21 @@ export class Subscription extends Resumable {
     private readonly opts: SubscriptionOptions = {},
   ) {
     super(opts);
-    this.state = new SyncState(targets);
+    const saved = opts.store ? SyncState.restore(targets, opts.store.load()) : undefined;
+    this.restored = saved !== undefined;
+    this.state = saved ?? new SyncState(targets);
+    if (opts.store) globalThis.addEventListener?.("pagehide", this.flush);
+  }
+
+  /** saveNow writes the state to opts.store at once (a no-op without one). */
+  saveNow(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    this.opts.store?.save(this.state.save());
+  }
+
+  private scheduleSave(): void {
+    if (this.opts.store && this.saveTimer === undefined) this.saveTimer = setTimeout(this.flush, saveDelayMs);
   }
 
   protected async attempt(signal: AbortSignal, hooks: AttemptHooks): Promise<boolean> {
@@ -77,12 +110,18 @@ export class Subscription extends Resumable {
         this.opts.onUpdate?.(updates, this);
         this.settle();
       }
+      // Cursors move on duplicates and synced markers too.
+      this.scheduleSave();
       if (this.state.empty) return true;
     }
     return false;
   }
 
   protected onClosed(error?: ConnectError): void {
+    if (this.opts.store) {
+      globalThis.removeEventListener?.("pagehide", this.flush);
+      this.saveNow();
+    }
     const err = error ?? new ConnectError("subscription closed", Code.Canceled);
     for (const w of this.waiters) w.reject(err);
     this.waiters.clear();
@@ -99,6 +138,7 @@ export class Subscription extends Resumable {
     if (entries.length > 0) {
       this.opts.onUpdate?.([{ kind: "history", scope, entries }], this);
       this.settle();
+      this.scheduleSave();
     }
     return entries;
   }

@@ -61,6 +61,7 @@ export function chatView(app: App, channelId: string): View {
     {
       onUpdate: () => renderInvites(),
       onStatus: (s, err) => app.streamStatus(invitesSub!, s, err),
+      persist: `userorgs/${me}`, // resumed from its cursor after a reload
     },
   );
 
@@ -524,6 +525,9 @@ export function chatView(app: App, channelId: string): View {
     sub = client.subscribe(
       { scopes: [{ scope, limit: windowSize }] },
       {
+        // Kept across reloads: a reloaded page shows what it held at once
+        // and the stream resumes from the saved cursor.
+        persist: scope,
         onUpdate,
         onStatus: (s, err) => {
           app.streamStatus(sub!, s, err);

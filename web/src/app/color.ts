@@ -74,6 +74,7 @@ export function colorView(app: App): View {
     {
       onUpdate: () => renderPermissions(),
       onStatus: (s, err) => app.streamStatus(perms!, s, err),
+      persist: "permissions", // resumed from its cursors after a reload
     },
   );
 

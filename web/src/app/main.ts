@@ -10,7 +10,7 @@ import { chatView } from "./chat";
 import { colorView } from "./color";
 import { h, replace, type View } from "./dom";
 import { loginView } from "./login";
-import { colorNames, type App } from "./shared";
+import { colorNames, errorText, type App } from "./shared";
 
 const client = new Sluice();
 const root = document.getElementById("app")!;
@@ -52,18 +52,39 @@ function applyColor(): void {
   for (const fn of colorListeners) fn();
 }
 
-async function signIn(username: string, password: string): Promise<void> {
-  await client.login(username, password);
+/** started opens what a signed-in page keeps for the whole session. */
+function started(): void {
   // Posts queued in an earlier session of this user (e.g. before a reload)
   // are loaded from IndexedDB and sent now.
   app.outbox = client.openOutbox();
-  // One app-wide stream: the page background follows `global-color`.
+  // One app-wide stream: the page background follows `global-color`. Its
+  // state is kept across reloads: a reloaded page resumes it.
   app.colorSub = client.subscribe(
     { records: ["global-color"] },
-    { onUpdate: applyColor, onStatus: (s, err) => app.streamStatus(app.colorSub!, s, err) },
+    { onUpdate: applyColor, onStatus: (s, err) => app.streamStatus(app.colorSub!, s, err), persist: "global-color" },
   );
+}
+
+async function signIn(username: string, password: string): Promise<void> {
+  await client.login(username, password);
+  started();
   const to = afterLogin === "/" || afterLogin === "/login" ? "/color" : afterLogin;
   app.navigate(to);
+}
+
+/**
+ * boot resumes the session of an earlier page load (the HttpOnly session
+ * cookie: a reload keeps the user signed in), else shows the login.
+ */
+async function boot(): Promise<void> {
+  document.body.dataset.page = "loading";
+  let notice: string | undefined;
+  try {
+    if (await client.resume()) started();
+  } catch (err) {
+    notice = `Could not reach the server (${errorText(err)}). Please log in.`;
+  }
+  render(notice);
 }
 
 async function signOut(notice?: string): Promise<void> {
@@ -141,4 +162,4 @@ function render(notice?: string): void {
 
 window.addEventListener("popstate", () => render());
 window.addEventListener("online", () => app.outbox?.kick());
-render();
+void boot();

@@ -24,6 +24,46 @@ import {
   tempDir,
 } from "./harness.mjs";
 
+/**
+ * decodeSubscribe decodes the body of a Connect SubscribeRequest (binary,
+ * one enveloped message): records {key, version} and scopes {scope,
+ * afterSeq, limit}.
+ */
+function decodeSubscribe(body) {
+  const fields = (buf) => {
+    const out = [];
+    let i = 0;
+    const varint = () => {
+      let v = 0n;
+      for (let shift = 0n; ; shift += 7n) {
+        const b = buf[i++];
+        v |= BigInt(b & 0x7f) << shift;
+        if (b < 0x80) return v;
+      }
+    };
+    while (i < buf.length) {
+      const tag = Number(varint());
+      if ((tag & 7) === 0) out.push([tag >> 3, varint()]);
+      else if ((tag & 7) === 2) {
+        const n = Number(varint());
+        out.push([tag >> 3, buf.subarray(i, i + n)]);
+        i += n;
+      } else throw new Error(`unexpected wire type ${tag & 7}`);
+    }
+    return out;
+  };
+  const msg = body.subarray(5, 5 + body.readUInt32BE(1));
+  const req = { records: [], scopes: [] };
+  for (const [n, v] of fields(msg)) {
+    const sub = fields(v);
+    const str = (k) => Buffer.from(sub.find(([f]) => f === k)?.[1] ?? []).toString();
+    const num = (k) => sub.find(([f]) => f === k)?.[1] ?? 0n;
+    if (n === 1) req.records.push({ key: str(1), version: num(2) });
+    if (n === 2) req.scopes.push({ scope: str(1), afterSeq: num(2), limit: Number(num(3)) });
+  }
+  return req;
+}
+
 const RED = "rgb(229, 72, 77)";
 const GREEN = "rgb(48, 164, 108)";
 
@@ -212,6 +252,92 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
     }
   });
 
+  test("reload with a live session: still signed in, streams resume from their cursors, nothing shown twice", { timeout: 90_000 }, async (t) => {
+    const general = `/chat/${encodeURIComponent(ids.general)}`;
+    const { context, page } = await openAs(browser, server.base, "userB", { path: general, errors });
+    try {
+      await page.waitForURL(`**${general}`);
+      await page.waitForFunction(() => document.body.dataset.conn === "live", null, { timeout: 20_000 });
+      const tokenA = await login(server.base, "userA");
+      await rpc(server.base, "sluice.message.v1.MessageService/PostMessage", { channelId: ids.general, text: "before the reload" }, tokenA);
+      await page.locator("li.msg").filter({ hasText: "before the reload" }).waitFor({ timeout: 5_000 });
+
+      // The session token is in an HttpOnly, SameSite=Strict cookie: no
+      // script of the page can read it, and nothing stores it.
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === "sluice_session");
+      assert.ok(session, `session cookie set (cookies: ${cookies.map((c) => c.name)})`);
+      assert.equal(session.httpOnly, true);
+      assert.equal(session.sameSite, "Strict");
+      assert.equal(session.path, "/");
+      assert.match(session.value, /^slc_/);
+      const visible = await page.evaluate(() => [document.cookie, JSON.stringify({ ...localStorage }), JSON.stringify({ ...sessionStorage })].join("\n"));
+      assert.ok(!visible.includes(session.value) && !visible.includes("slc_"), "the token is out of the page's reach");
+
+      const rows = await listScope(server.base, tokenA, `channel/${ids.general}`);
+      const seqBefore = BigInt(rows.at(-1).seq);
+      const shownBefore = await page.locator("li.msg .text").allTextContents();
+
+      // Across the reload: the page shows what it held before any stream
+      // answers, and a message committed while the page was away arrives
+      // once the channel's stream resumes.
+      let heldAtResume;
+      const requests = [];
+      const subscribe = "**/sluice.sync.v1.SyncService/Subscribe";
+      t.after(() => page.unroute(subscribe).catch(() => {}));
+      await page.route(subscribe, async (route) => {
+        const req = decodeSubscribe(route.request().postDataBuffer());
+        requests.push(req);
+        if (req.scopes.some((s) => s.scope === `channel/${ids.general}`) && heldAtResume === undefined) {
+          heldAtResume = await page.evaluate(() => [...document.querySelectorAll("li.msg .text")].map((e) => e.textContent));
+          await rpc(server.base, "sluice.message.v1.MessageService/PostMessage", { channelId: ids.general, text: "during the reload" }, tokenA);
+        }
+        await route.continue();
+      });
+      await page.addInitScript(() => {
+        // Records whether the login form ever shows in the reloaded page.
+        new MutationObserver(() => {
+          if (document.querySelector("form.login")) window.__sawLogin = true;
+        }).observe(document, { childList: true, subtree: true });
+      });
+      await page.reload({ timeout: 15_000 });
+
+      await page.locator('[data-testid="whoami"]').filter({ hasText: "userB" }).waitFor();
+      await page.waitForURL(`**${general}`);
+      await page.waitForFunction(() => document.body.dataset.conn === "live", null, { timeout: 20_000 });
+      await page.locator("li.msg").filter({ hasText: "during the reload" }).waitFor({ timeout: 5_000 });
+      assert.equal(await page.evaluate(() => window.__sawLogin ?? false), false, "no login form after the reload");
+      assert.deepEqual(heldAtResume, shownBefore, "the reloaded page showed what it held before its stream resumed");
+
+      // Each stream resumed from its saved cursor, not from scratch.
+      const channel = requests.flatMap((r) => r.scopes).find((s) => s.scope === `channel/${ids.general}`);
+      assert.ok(channel, "the channel's stream was reopened");
+      t.diagnostic(`channel stream resumed after seq ${channel.afterSeq} (last seq before the reload: ${seqBefore}), window ${channel.limit}`);
+      assert.ok(channel.afterSeq >= seqBefore, `resumed after seq ${channel.afterSeq}, want >= ${seqBefore}`);
+      assert.equal(channel.limit, 50, "the window is kept");
+      const color = requests.flatMap((r) => r.records).find((r) => r.key === "global-color");
+      assert.ok(color && color.version > 0n, `global-color resumed from version ${color?.version}`);
+
+      // One more, live; then nothing is shown twice.
+      await rpc(server.base, "sluice.message.v1.MessageService/PostMessage", { channelId: ids.general, text: "after the reload" }, tokenA);
+      await page.locator("li.msg").filter({ hasText: "after the reload" }).waitFor({ timeout: 5_000 });
+      await delay(300); // let any duplicate arrive before counting
+      const keys = await page.locator("li.msg").evaluateAll((els) => els.map((e) => e.dataset.key));
+      assert.equal(new Set(keys).size, keys.length, "no message twice");
+      assert.deepEqual(await page.locator("li.msg .text").allTextContents(), [...shownBefore, "during the reload", "after the reload"]);
+
+      // Logging out clears the cookie: a reload shows the login.
+      await page.locator("button", { hasText: "Log out" }).click();
+      await page.locator("form.login").waitFor();
+      assert.equal((await context.cookies()).some((c) => c.name === "sluice_session"), false, "the cookie is gone");
+      assert.equal(await page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith("sluice:stream:")).length), 0, "saved streams removed");
+      await page.reload({ timeout: 15_000 });
+      await page.locator("form.login").waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+
   test("screenshots of the color demo and the channel view", { timeout: 60_000 }, async () => {
     mkdirSync(resultsDir, { recursive: true });
     const admin = pages.admin.page;
@@ -302,9 +428,8 @@ describe("demo app in Chromium", { timeout: 15 * 60_000 }, () => {
     await a.route(unreachable, (route) => route.abort("connectionrefused"));
     t.after(() => a.unroute(unreachable).catch(() => {}));
     await server.start();
-    // The token lives in memory only: a reload means logging in again.
+    // The session cookie outlives the reload: still signed in, no login.
     await a.goto(`${server.base}/chat/${encodeURIComponent(ids.general)}`, { timeout: 15_000 });
-    await a.locator('button[data-user="userA"]').click();
     await a.locator('[data-testid="whoami"]').filter({ hasText: "userA" }).waitFor();
     await a.waitForURL(`**/chat/${encodeURIComponent(ids.general)}`);
     await a.waitForFunction(() => document.body.dataset.conn === "live", null, { timeout: 20_000 });

@@ -24,9 +24,16 @@ const (
 )
 
 type LoginRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Password string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// cookie asks for a cookie session, for a browser page served by this
+	// server: the response sets an HttpOnly, SameSite=Strict session cookie
+	// (Secure over https) and its token field is empty, so no script can
+	// read the token. Refused with permission_denied unless the request's
+	// Origin is this server's own origin (https, or http on a loopback
+	// host). Every call authenticated by the cookie needs that Origin too.
+	Cookie        bool `protobuf:"varint,3,opt,name=cookie,proto3" json:"cookie,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,14 +82,24 @@ func (x *LoginRequest) GetPassword() string {
 	return ""
 }
 
+func (x *LoginRequest) GetCookie() bool {
+	if x != nil {
+		return x.Cookie
+	}
+	return false
+}
+
 type LoginResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// token is the opaque session token: send it as a bearer token. The server
-	// keeps only its hash.
+	// keeps only its hash. Empty when LoginRequest.cookie was set: the token
+	// is then in the HttpOnly cookie only.
 	Token  string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// client_data is the user's clientData from the users file.
-	ClientData    *structpb.Struct       `protobuf:"bytes,3,opt,name=client_data,json=clientData,proto3" json:"client_data,omitempty"`
+	ClientData *structpb.Struct `protobuf:"bytes,3,opt,name=client_data,json=clientData,proto3" json:"client_data,omitempty"`
+	// expires_at is the session's absolute expiry; an idle session ends
+	// sooner (docs/SECURITY.md, "Sessions").
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -255,10 +272,12 @@ func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
 }
 
 type WhoAmIResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	UserId           string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Roles            []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
-	ClientData       *structpb.Struct       `protobuf:"bytes,3,opt,name=client_data,json=clientData,proto3" json:"client_data,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	UserId     string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Roles      []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	ClientData *structpb.Struct       `protobuf:"bytes,3,opt,name=client_data,json=clientData,proto3" json:"client_data,omitempty"`
+	// session_expires_at is the session's absolute expiry: use does not
+	// move it. A session unused for the idle timeout ends sooner.
 	SessionExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=session_expires_at,json=sessionExpiresAt,proto3" json:"session_expires_at,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -326,10 +345,11 @@ var File_sluice_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_sluice_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x19sluice/auth/v1/auth.proto\x12\x0esluice.auth.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n" +
+	"\x19sluice/auth/v1/auth.proto\x12\x0esluice.auth.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n" +
 	"\fLoginRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\xb3\x01\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
+	"\x06cookie\x18\x03 \x01(\bR\x06cookie\"\xb3\x01\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x128\n" +

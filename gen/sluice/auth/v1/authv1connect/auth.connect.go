@@ -46,7 +46,8 @@ type AuthServiceClient interface {
 	// Login checks a username and password and opens a session. A wrong
 	// username and a wrong password give the same unauthenticated error.
 	Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error)
-	// Logout revokes the caller's session and ends its streams.
+	// Logout revokes the caller's session and ends its streams. A request
+	// that carries the session cookie gets it cleared.
 	Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error)
 	// WhoAmI describes the caller's principal and session.
 	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
@@ -112,7 +113,8 @@ type AuthServiceHandler interface {
 	// Login checks a username and password and opens a session. A wrong
 	// username and a wrong password give the same unauthenticated error.
 	Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error)
-	// Logout revokes the caller's session and ends its streams.
+	// Logout revokes the caller's session and ends its streams. A request
+	// that carries the session cookie gets it cleared.
 	Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error)
 	// WhoAmI describes the caller's principal and session.
 	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/auth/v1/auth.proto.
  */
 export const file_sluice_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChlzbHVpY2UvYXV0aC92MS9hdXRoLnByb3RvEg5zbHVpY2UuYXV0aC52MSIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkijQEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSDwoHdXNlcl9pZBgCIAEoCRIsCgtjbGllbnRfZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiDwoNTG9nb3V0UmVxdWVzdCIQCg5Mb2dvdXRSZXNwb25zZSIPCg1XaG9BbUlSZXF1ZXN0IpYBCg5XaG9BbUlSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEg0KBXJvbGVzGAIgAygJEiwKC2NsaWVudF9kYXRhGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI2ChJzZXNzaW9uX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMuoBCgtBdXRoU2VydmljZRJECgVMb2dpbhIcLnNsdWljZS5hdXRoLnYxLkxvZ2luUmVxdWVzdBodLnNsdWljZS5hdXRoLnYxLkxvZ2luUmVzcG9uc2USRwoGTG9nb3V0Eh0uc2x1aWNlLmF1dGgudjEuTG9nb3V0UmVxdWVzdBoeLnNsdWljZS5hdXRoLnYxLkxvZ291dFJlc3BvbnNlEkwKBldob0FtSRIdLnNsdWljZS5hdXRoLnYxLldob0FtSVJlcXVlc3QaHi5zbHVpY2UuYXV0aC52MS5XaG9BbUlSZXNwb25zZSIDkAIBQq8BChJjb20uc2x1aWNlLmF1dGgudjFCCUF1dGhQcm90b1ABWjRnaXRodWIuY29tL3NsdWljZWhxL3NsdWljZS9nZW4vc2x1aWNlL2F1dGgvdjE7YXV0aHYxogIDU0FYqgIOU2x1aWNlLkF1dGguVjHKAg5TbHVpY2VcQXV0aFxWMeICGlNsdWljZVxBdXRoXFYxXEdQQk1ldGFkYXRh6gIQU2x1aWNlOjpBdXRoOjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChlzbHVpY2UvYXV0aC92MS9hdXRoLnByb3RvEg5zbHVpY2UuYXV0aC52MSJCCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSDgoGY29va2llGAMgASgIIo0BCg1Mb2dpblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSLAoLY2xpZW50X2RhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiDwoNV2hvQW1JUmVxdWVzdCKWAQoOV2hvQW1JUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoCRINCgVyb2xlcxgCIAMoCRIsCgtjbGllbnRfZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNgoSc2Vzc2lvbl9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDLqAQoLQXV0aFNlcnZpY2USRAoFTG9naW4SHC5zbHVpY2UuYXV0aC52MS5Mb2dpblJlcXVlc3QaHS5zbHVpY2UuYXV0aC52MS5Mb2dpblJlc3BvbnNlEkcKBkxvZ291dBIdLnNsdWljZS5hdXRoLnYxLkxvZ291dFJlcXVlc3QaHi5zbHVpY2UuYXV0aC52MS5Mb2dvdXRSZXNwb25zZRJMCgZXaG9BbUkSHS5zbHVpY2UuYXV0aC52MS5XaG9BbUlSZXF1ZXN0Gh4uc2x1aWNlLmF1dGgudjEuV2hvQW1JUmVzcG9uc2UiA5ACAUKvAQoSY29tLnNsdWljZS5hdXRoLnYxQglBdXRoUHJvdG9QAVo0Z2l0aHViLmNvbS9zbHVpY2VocS9zbHVpY2UvZ2VuL3NsdWljZS9hdXRoL3YxO2F1dGh2MaICA1NBWKoCDlNsdWljZS5BdXRoLlYxygIOU2x1aWNlXEF1dGhcVjHiAhpTbHVpY2VcQXV0aFxWMVxHUEJNZXRhZGF0YeoCEFNsdWljZTo6QXV0aDo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message sluice.auth.v1.LoginRequest
@@ -27,6 +27,18 @@ export type LoginRequest = Message<"sluice.auth.v1.LoginRequest"> & {
    * @generated from field: string password = 2;
    */
   password: string;
+
+  /**
+   * cookie asks for a cookie session, for a browser page served by this
+   * server: the response sets an HttpOnly, SameSite=Strict session cookie
+   * (Secure over https) and its token field is empty, so no script can
+   * read the token. Refused with permission_denied unless the request's
+   * Origin is this server's own origin (https, or http on a loopback
+   * host). Every call authenticated by the cookie needs that Origin too.
+   *
+   * @generated from field: bool cookie = 3;
+   */
+  cookie: boolean;
 };
 
 /**
@@ -42,7 +54,8 @@ export const LoginRequestSchema: GenMessage<LoginRequest> = /*@__PURE__*/
 export type LoginResponse = Message<"sluice.auth.v1.LoginResponse"> & {
   /**
    * token is the opaque session token: send it as a bearer token. The server
-   * keeps only its hash.
+   * keeps only its hash. Empty when LoginRequest.cookie was set: the token
+   * is then in the HttpOnly cookie only.
    *
    * @generated from field: string token = 1;
    */
@@ -61,6 +74,9 @@ export type LoginResponse = Message<"sluice.auth.v1.LoginResponse"> & {
   clientData?: JsonObject | undefined;
 
   /**
+   * expires_at is the session's absolute expiry; an idle session ends
+   * sooner (docs/SECURITY.md, "Sessions").
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 4;
    */
   expiresAt?: Timestamp | undefined;
@@ -132,6 +148,9 @@ export type WhoAmIResponse = Message<"sluice.auth.v1.WhoAmIResponse"> & {
   clientData?: JsonObject | undefined;
 
   /**
+   * session_expires_at is the session's absolute expiry: use does not
+   * move it. A session unused for the idle timeout ends sooner.
+   *
    * @generated from field: google.protobuf.Timestamp session_expires_at = 4;
    */
   sessionExpiresAt?: Timestamp | undefined;
@@ -146,7 +165,9 @@ export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
 
 /**
  * AuthService turns credentials into sessions. Every other procedure needs
- * `Authorization: Bearer <token>` with a token from Login.
+ * `Authorization: Bearer <token>` with a token from Login or, for a browser
+ * page served by the same origin, the session cookie Login sets when asked
+ * (LoginRequest.cookie; docs/SECURITY.md, "Cookie sessions").
  *
  * @generated from service sluice.auth.v1.AuthService
  */
@@ -163,7 +184,8 @@ export const AuthService: GenService<{
     output: typeof LoginResponseSchema;
   },
   /**
-   * Logout revokes the caller's session and ends its streams.
+   * Logout revokes the caller's session and ends its streams. A request
+   * that carries the session cookie gets it cleared.
    *
    * @generated from rpc sluice.auth.v1.AuthService.Logout
    */
