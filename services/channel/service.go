@@ -238,8 +238,8 @@ type channelCmd struct {
 }
 
 // decode validates a channel id and returns its organization.
-func (s *Service) decode(id string) (string, error) {
-	if err := s.valid.Struct(channelCmd{ChannelID: id}); err != nil {
+func (s *Service) decode(ctx context.Context, id string) (string, error) {
+	if err := s.valid.Validate(ctx, channelCmd{ChannelID: id}); err != nil {
 		return "", err
 	}
 	org, ok := m.OrgOfChannel(id)
@@ -266,7 +266,7 @@ func (s *Service) change(ctx context.Context, procedure, id, _ string, fn func(c
 // JoinChannel adds the caller to a channel.
 func (s *Service) JoinChannel(ctx context.Context, req *connect.Request[channelv1.JoinChannelRequest]) (*connect.Response[channelv1.JoinChannelResponse], error) {
 	id := req.Msg.GetChannelId()
-	org, err := s.decode(id)
+	org, err := s.decode(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +295,7 @@ func (s *Service) JoinChannel(ctx context.Context, req *connect.Request[channelv
 // LeaveChannel removes the caller from a channel.
 func (s *Service) LeaveChannel(ctx context.Context, req *connect.Request[channelv1.LeaveChannelRequest]) (*connect.Response[channelv1.LeaveChannelResponse], error) {
 	id := req.Msg.GetChannelId()
-	org, err := s.decode(id)
+	org, err := s.decode(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +311,7 @@ func (s *Service) LeaveChannel(ctx context.Context, req *connect.Request[channel
 // ArchiveChannel archives a channel.
 func (s *Service) ArchiveChannel(ctx context.Context, req *connect.Request[channelv1.ArchiveChannelRequest]) (*connect.Response[channelv1.ArchiveChannelResponse], error) {
 	id := req.Msg.GetChannelId()
-	org, err := s.decode(id)
+	org, err := s.decode(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -230,8 +230,8 @@ type keyCmd struct {
 }
 
 // decodeKey validates a message key and returns its channel.
-func (s *Service) decodeKey(key string) (string, error) {
-	if err := s.valid.Struct(keyCmd{Key: key}); err != nil {
+func (s *Service) decodeKey(ctx context.Context, key string) (string, error) {
+	if err := s.valid.Validate(ctx, keyCmd{Key: key}); err != nil {
 		return "", err
 	}
 	ch, ok := m.ChannelOfMessage(key)
@@ -247,7 +247,7 @@ type editCmd struct {
 
 // EditMessage changes the text of the caller's own message.
 func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev1.EditMessageRequest]) (*connect.Response[messagev1.EditMessageResponse], error) {
-	ch, err := s.decodeKey(req.Msg.GetKey())
+	ch, err := s.decodeKey(ctx, req.Msg.GetKey())
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func (s *Service) EditMessage(ctx context.Context, req *connect.Request[messagev
 
 // DeleteMessage deletes a message; streams get a tombstone.
 func (s *Service) DeleteMessage(ctx context.Context, req *connect.Request[messagev1.DeleteMessageRequest]) (*connect.Response[messagev1.DeleteMessageResponse], error) {
-	ch, err := s.decodeKey(req.Msg.GetKey())
+	ch, err := s.decodeKey(ctx, req.Msg.GetKey())
 	if err != nil {
 		return nil, err
 	}

@@ -139,12 +139,12 @@ type memberCmd struct {
 	Role   string `field:"role" validate:"required,oneof=owner admin member guest"`
 }
 
-func (s *Service) decode(orgID, userID string, role orgv1.Role, needRole bool) (memberCmd, error) {
+func (s *Service) decode(ctx context.Context, orgID, userID string, role orgv1.Role, needRole bool) (memberCmd, error) {
 	cmd := memberCmd{OrgID: orgID, UserID: userID, Role: roleNames[role]}
 	if !needRole {
 		cmd.Role = "member" // not part of the request
 	}
-	return cmd, s.valid.Struct(cmd)
+	return cmd, s.valid.Validate(ctx, cmd)
 }
 
 // write runs a membership change: authorize over locked facts, then fn.
@@ -186,7 +186,7 @@ func owners(ctx context.Context, tx *sync.Tx, org string) (int, error) {
 // service principal, adds them directly (withdrawing a pending invitation).
 // A member or a pending invitee cannot be invited again (already_exists).
 func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddMemberRequest]) (*connect.Response[orgv1.AddMemberResponse], error) {
-	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
+	cmd, err := s.decode(ctx, req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddM
 
 // ChangeRole changes a member's role; the last owner keeps theirs.
 func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.ChangeRoleRequest]) (*connect.Response[orgv1.ChangeRoleResponse], error) {
-	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
+	cmd, err := s.decode(ctx, req.Msg.GetOrgId(), req.Msg.GetUserId(), req.Msg.GetRole(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +263,7 @@ func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.Cha
 // memberships of the organization's channels: their streams on the
 // organization and its channels are revoked.
 func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.RemoveMemberRequest]) (*connect.Response[orgv1.RemoveMemberResponse], error) {
-	cmd, err := s.decode(req.Msg.GetOrgId(), req.Msg.GetUserId(), 0, false)
+	cmd, err := s.decode(ctx, req.Msg.GetOrgId(), req.Msg.GetUserId(), 0, false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package syncsvc
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"unicode/utf8"
@@ -37,7 +38,7 @@ func FuzzDecodeSubscribe(f *testing.F) {
 		if err := proto.Unmarshal(data, msg); err != nil {
 			return // connect refuses it before the handler runs
 		}
-		cmd, err := decodeSubscribe(v, msg)
+		cmd, err := decodeSubscribe(context.Background(), v, msg)
 		if err != nil {
 			var ve *edge.ValidationError
 			if !errors.As(err, &ve) || len(ve.Violations) == 0 {
@@ -74,7 +75,7 @@ func FuzzDecodeGet(f *testing.F) {
 		if err := proto.Unmarshal(data, msg); err != nil {
 			return
 		}
-		cmd, err := decodeGet(v, msg)
+		cmd, err := decodeGet(context.Background(), v, msg)
 		if err != nil {
 			var ve *edge.ValidationError
 			if !errors.As(err, &ve) {

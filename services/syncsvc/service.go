@@ -96,7 +96,7 @@ type scopeTarget struct {
 }
 
 // decodeSubscribe turns a request into a validated command.
-func decodeSubscribe(v *edge.Validator, msg *syncv1.SubscribeRequest) (subscribeCmd, error) {
+func decodeSubscribe(ctx context.Context, v *edge.Validator, msg *syncv1.SubscribeRequest) (subscribeCmd, error) {
 	cmd := subscribeCmd{}
 	for _, r := range msg.GetRecords() {
 		cmd.Records = append(cmd.Records, recordTarget{Key: r.GetKey(), Version: r.GetVersion()})
@@ -104,7 +104,7 @@ func decodeSubscribe(v *edge.Validator, msg *syncv1.SubscribeRequest) (subscribe
 	for _, sc := range msg.GetScopes() {
 		cmd.Scopes = append(cmd.Scopes, scopeTarget{Scope: sc.GetScope(), AfterSeq: sc.GetAfterSeq(), Limit: sc.GetLimit()})
 	}
-	if err := v.Struct(cmd); err != nil {
+	if err := v.Validate(ctx, cmd); err != nil {
 		return cmd, err
 	}
 	if len(cmd.Records)+len(cmd.Scopes) == 0 {
@@ -118,7 +118,7 @@ func decodeSubscribe(v *edge.Validator, msg *syncv1.SubscribeRequest) (subscribe
 
 // Subscribe streams the requested targets; see the proto for the contract.
 func (s *Service) Subscribe(ctx context.Context, req *connect.Request[syncv1.SubscribeRequest], stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
-	cmd, err := decodeSubscribe(s.valid, req.Msg)
+	cmd, err := decodeSubscribe(ctx, s.valid, req.Msg)
 	if err != nil {
 		return err
 	}
@@ -203,14 +203,14 @@ type getCmd struct {
 }
 
 // decodeGet turns a request into a validated command.
-func decodeGet(v *edge.Validator, msg *syncv1.GetRequest) (getCmd, error) {
+func decodeGet(ctx context.Context, v *edge.Validator, msg *syncv1.GetRequest) (getCmd, error) {
 	cmd := getCmd{Keys: msg.GetKeys()}
-	return cmd, v.Struct(cmd)
+	return cmd, v.Validate(ctx, cmd)
 }
 
 // Get returns the current state of up to 100 records.
 func (s *Service) Get(ctx context.Context, req *connect.Request[syncv1.GetRequest]) (*connect.Response[syncv1.GetResponse], error) {
-	cmd, err := decodeGet(s.valid, req.Msg)
+	cmd, err := decodeGet(ctx, s.valid, req.Msg)
 	if err != nil {
 		return nil, err
 	}
