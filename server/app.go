@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
+	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync"
@@ -40,6 +42,21 @@ import (
 // Config is the configuration of one sluiced instance. The zero value of
 // every field is the documented default.
 type Config struct {
+	// Modules are the app's services, served beside the framework's
+	// (services.Framework: auth, sync, access, admin, user). Nil: the
+	// reference app (services.ReferenceApp).
+	Modules []kit.Module
+	// Web is served at every path that is not an RPC (the app's web
+	// client: index.html for page paths, its files as they are), each
+	// response with the security headers of the web app (CSP, nosniff,
+	// frame denial, HSTS over TLS). Nil serves nothing there (404).
+	Web fs.FS
+	// DevUsers is a users file (YAML, deepstream shape) used when neither
+	// UsersFile nor an auth chain in ConfigFile is set; its passwords are
+	// taken to be public, so it is refused on an address other than
+	// loopback unless InsecureDevUsers is set. Nil: none, and Open fails
+	// without UsersFile or an auth chain.
+	DevUsers []byte
 	// Addr is the listen address. Default ":8080".
 	Addr string
 	// DebugAddr, if set, is where `sluiced serve` serves the Go profiler
@@ -274,6 +291,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		return 0
 	}))
 	a.services, err = services.New(services.Config{
+		Modules:        cfg.Modules,
 		Metrics:        a.metrics,
 		TracerProvider: cfg.TracerProvider,
 		Health: ops.HealthConfig{
@@ -379,6 +397,26 @@ func ensureDatabase(ctx context.Context, url string) error {
 	return nil
 }
 
+// Migrate applies the schema migrations to the database cfg selects (see
+// Config.DatabaseURL), starting and stopping a private cluster if that is
+// the one selected.
+func Migrate(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &App{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.close(sctx)
+	}()
+	url, err := a.database(ctx)
+	if err != nil {
+		return err
+	}
+	return migrate(ctx, url)
+}
+
 // migrate applies the schema migrations.
 func migrate(ctx context.Context, url string) error {
 	conn, err := pgx.Connect(ctx, url)
@@ -446,7 +484,7 @@ func (a *App) OpsHandler() http.Handler {
 // verified client certificate's name (mutual TLS) put in the request context.
 func (a *App) Handler() http.Handler {
 	// RPCs go to the services; every other path is the embedded web app.
-	svc, web := a.services.Handler(), webHandler()
+	svc, web := a.services.Handler(), webHandler(a.cfg.Web)
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isRPCPath(strings.TrimPrefix(r.URL.Path, "/")) {
 			svc.ServeHTTP(w, r)
@@ -625,11 +663,4 @@ func (a *App) close(ctx context.Context) {
 			a.log.Warn("stop private postgres", "err", err)
 		}
 	}
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -1,17 +1,14 @@
-package main
+package server
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
 	accessv1 "github.com/sluicehq/sluice/gen/sluice/access/v1"
-	authv1 "github.com/sluicehq/sluice/gen/sluice/auth/v1"
 	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
 	"github.com/sluicehq/sluice/gen/sluice/channel/v1/channelv1connect"
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
@@ -330,60 +327,6 @@ func TestTypingIsEphemeral(t *testing.T) {
 	}
 	if after != before {
 		t.Fatalf("typing wrote %d changes", after-before)
-	}
-}
-
-// `sluiced seed` creates the demo data through the RPCs.
-func TestSeed(t *testing.T) {
-	t.Parallel()
-	cfg := baseConfig(t)
-	cfg.UsersFile = "" // the development users
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var out strings.Builder
-	if err := run(ctx, []string{"seed", "-database-url", cfg.DatabaseURL, "-nats-prefix", cfg.NATSPrefix, "-log-level", "error"}, nil, &out, io.Discard); err != nil {
-		t.Fatalf("seed: %v", err)
-	}
-	if !strings.Contains(out.String(), "seeded organization") {
-		t.Fatalf("seed said %q", out.String())
-	}
-	app := startApp(t, cfg)
-	var n int
-	if err := app.pool.QueryRow(ctx, `SELECT count(*) FROM records WHERE key LIKE 'message/%'`).Scan(&n); err != nil || n != 6 {
-		t.Fatalf("%d messages seeded (%v), want 4 posts + 2 system messages", n, err)
-	}
-
-	// What a client discovers: its organizations, their channels, and which
-	// it is in.
-	devLogin := func(user, pw string) *chatClient {
-		c := newClient(app.url)
-		res, err := c.auth.Login(ctx, connect.NewRequest(&authv1.LoginRequest{Username: user, Password: pw}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.token = res.Msg.GetToken()
-		opt := connect.WithInterceptors(bearerInterceptor{token: &c.token})
-		return &chatClient{client: c, org: orgv1connect.NewOrgServiceClient(h2c(), app.url, opt), chan_: channelv1connect.NewChannelServiceClient(h2c(), app.url, opt)}
-	}
-	for user, want := range map[string]struct {
-		role   orgv1.Role
-		joined int
-	}{"userB": {orgv1.Role_ROLE_MEMBER, 2}, "userC": {orgv1.Role_ROLE_GUEST, 0}} {
-		c := devLogin(user, strings.ToLower(user)+"-pass")
-		orgs, err := c.org.ListMyOrgs(ctx, connect.NewRequest(&orgv1.ListMyOrgsRequest{}))
-		if err != nil || len(orgs.Msg.GetOrgs()) != 1 || orgs.Msg.GetOrgs()[0].GetOrg().GetName() != "Acme" || orgs.Msg.GetOrgs()[0].GetRole() != want.role {
-			t.Fatalf("%s orgs = %v, %v", user, orgs, err)
-		}
-		chans, err := c.chan_.ListChannels(ctx, connect.NewRequest(&channelv1.ListChannelsRequest{OrgId: orgs.Msg.GetOrgs()[0].GetOrg().GetId()}))
-		if err != nil || len(chans.Msg.GetChannels()) != 2 || len(chans.Msg.GetJoinedChannelIds()) != want.joined {
-			t.Fatalf("%s channels = %v, %v", user, chans, err)
-		}
-	}
-	// userC also holds a pending invitation to Beta, which the listing
-	// above rightly does not show: it grants nothing until accepted.
-	var pending int
-	if err := app.pool.QueryRow(ctx, `SELECT count(*) FROM records WHERE key LIKE 'invitation/userC/%' AND NOT deleted`).Scan(&pending); err != nil || pending != 1 {
-		t.Fatalf("%d pending invitations of userC (%v), want 1", pending, err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -667,7 +667,7 @@ func (s *AuthSetup) Close() {
 
 // OpenAuth builds the authentication of an instance: the auth chain of fc
 // (nil: no config file) if it has one, else the -users file (reloaded when
-// it changes), else the built-in development users. The -users flag and a
+// it changes), else cfg.DevUsers (the development users). The -users flag and a
 // chain in the file are exclusive.
 func OpenAuth(fc *FileConfig, cfg Config, log *slog.Logger) (*AuthSetup, error) {
 	if fc == nil {
@@ -697,18 +697,22 @@ func OpenAuth(fc *FileConfig, cfg Config, log *slog.Logger) (*AuthSetup, error) 
 		s.close = func() { f.Close(); closeAll() }
 		return s, nil
 	}
+	if cfg.DevUsers == nil {
+		s.Close()
+		return nil, errors.New("auth: no users: set -users (SLUICE_USERS), auth.chain in the config file, or Config.DevUsers")
+	}
 	// Their passwords are public: loopback only, unless forced. An empty
 	// address is an embedding caller serving a listener of its own.
 	if cfg.Addr != "" && !isLoopback(cfg.Addr) && !cfg.InsecureDevUsers && !fc.ForceInsecure {
 		s.Close()
 		return nil, fmt.Errorf("auth: the built-in development users have public passwords and are served on loopback only, not on %s; set -users (SLUICE_USERS) or auth.chain, listen on 127.0.0.1, or pass -insecure-dev-users (SLUICE_INSECURE_DEV_USERS=1) to accept the risk", cfg.Addr)
 	}
-	users, err := auth.ParseUsers(devUsers, ".yml")
+	users, err := auth.ParseUsers(cfg.DevUsers, ".yml")
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	log.Warn("using the built-in DEVELOPMENT users file (userA, userB, userC, admin); set -users or auth.chain for anything else")
+	log.Warn("using the DEVELOPMENT users file (public passwords); set -users or auth.chain for anything else")
 	s.Login = users
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -39,11 +39,11 @@ func configUsersFile(t *testing.T, path string, names ...string) string {
 
 func TestConfigExample(t *testing.T) {
 	t.Parallel()
-	fc, err := LoadConfigFile("../../docs/sluice.example.yml")
+	fc, err := LoadConfigFile("../docs/sluice.example.yml")
 	if err != nil {
 		t.Fatalf("the documented example does not load: %v", err)
 	}
-	docs, err := filepath.Abs("../../docs")
+	docs, err := filepath.Abs("../docs")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,20 +306,21 @@ func TestOpenAuth(t *testing.T) {
 	s.Close()
 
 	// Nothing: the development users, on loopback only unless forced.
-	if _, err := OpenAuth(&FileConfig{}, Config{Addr: ":8080"}, nil); err == nil || !strings.Contains(err.Error(), "loopback") {
+	if _, err := OpenAuth(&FileConfig{}, Config{Addr: ":8080", DevUsers: devUsers}, nil); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("development users on :8080 = %v, want refused", err)
 	}
-	if _, err := OpenAuth(&FileConfig{}, Config{Addr: "10.0.0.1:8080"}, nil); err == nil {
+	if _, err := OpenAuth(&FileConfig{}, Config{Addr: "10.0.0.1:8080", DevUsers: devUsers}, nil); err == nil {
 		t.Fatal("development users on 10.0.0.1 accepted")
 	}
 	for _, c := range []Config{{Addr: ":8080", InsecureDevUsers: true}, {Addr: "[::1]:8080"}, {Addr: "localhost:8080"}} {
+		c.DevUsers = devUsers
 		s, err := OpenAuth(&FileConfig{}, c, nil)
 		if err != nil {
 			t.Fatalf("development users with %+v: %v", c, err)
 		}
 		s.Close()
 	}
-	s, err = OpenAuth(&FileConfig{}, Config{Addr: "127.0.0.1:8080"}, nil)
+	s, err = OpenAuth(&FileConfig{}, Config{Addr: "127.0.0.1:8080", DevUsers: devUsers}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +328,11 @@ func TestOpenAuth(t *testing.T) {
 		t.Fatalf("development userA = %v", err)
 	}
 	s.Close()
+
+	// Nothing and no development users (an embedding app): refused.
+	if _, err := OpenAuth(&FileConfig{}, Config{Addr: "127.0.0.1:8080"}, nil); err == nil || !strings.Contains(err.Error(), "no users") {
+		t.Fatalf("no users at all = %v, want refused", err)
+	}
 
 	// -users and a chain: refused.
 	fc, err := ParseConfig([]byte("auth: {chain: [{type: file, path: "+users+"}]}"), "/")
@@ -342,7 +348,7 @@ func TestOpenAuth(t *testing.T) {
 // panics, and a configuration it accepts builds its settings without
 // error (the authenticators themselves need files and are not built).
 func FuzzParseConfig(f *testing.F) {
-	example, err := os.ReadFile("../../docs/sluice.example.yml")
+	example, err := os.ReadFile("../docs/sluice.example.yml")
 	if err != nil {
 		f.Fatal(err)
 	}

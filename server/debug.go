@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"fmt"
@@ -9,24 +9,24 @@ import (
 	"time"
 )
 
-// serveDebug serves the Go profiler on addr, on a listener of its own so
+// ServeDebug serves the Go profiler on addr, on a listener of its own so
 // it is never reachable through the API port. It returns a function that
 // stops it and the address it listens on.
-func serveDebug(addr string, log *slog.Logger) (func(), net.Addr, error) {
+func ServeDebug(addr string, log *slog.Logger) (func(), net.Addr, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return serveAside("profiler", addr, mux, log)
+	return ServeAside("profiler", addr, mux, log)
 }
 
-// serveAside serves h on addr, a listener of its own apart from the API
+// ServeAside serves h on addr, a listener of its own apart from the API
 // port, and warns when it is reachable beyond loopback (h has no
 // authentication). It returns a function that stops it and the address it
 // listens on.
-func serveAside(what, addr string, h http.Handler, log *slog.Logger) (func(), net.Addr, error) {
+func ServeAside(what, addr string, h http.Handler, log *slog.Logger) (func(), net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s listen: %w", what, err)

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"io"
@@ -10,7 +10,7 @@ import (
 // The profiler answers on its own listener only, never on the API port.
 func TestDebugListener(t *testing.T) {
 	t.Parallel()
-	stop, addr, err := serveDebug("127.0.0.1:0", testLogger(t))
+	stop, addr, err := ServeDebug("127.0.0.1:0", testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package server
 
 // Fault injection. Each scenario runs real processes: a nats-server
 // process (internal/testenv.NATSProc), Postgres (the shared test server, or

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -68,6 +68,8 @@ func baseConfig(t *testing.T) Config {
 		DatabaseURL:   testenv.Postgres(t),
 		NATSPrefix:    testenv.Prefix(),
 		UsersFile:     cheapUsers(t, testUsers...),
+		DevUsers:      devUsers,
+		Web:           webRoot(),
 		Heartbeat:     time.Second,
 		RelayGrace:    300 * time.Millisecond,
 		RelayInterval: 100 * time.Millisecond,

@@ -1,11 +1,8 @@
-package main
+package server
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -134,10 +131,10 @@ func rateLimits(cfg Config, fc *FileConfig) edge.RateLimits {
 	return out
 }
 
-// parseRate reads a rate as the flags write it: "N/PER" or "N/PER,BURST"
+// ParseRate reads a rate as the flags write it: "N/PER" or "N/PER,BURST"
 // (PER a duration such as 1s, 1m or 1h, or s, m, h for one of them), or
 // "off" for no limit.
-func parseRate(s string) (edge.Rate, error) {
+func ParseRate(s string) (edge.Rate, error) {
 	s = strings.TrimSpace(s)
 	if s == "off" {
 		return edge.Unlimited, nil
@@ -166,63 +163,4 @@ func parseRate(s string) (edge.Rate, error) {
 		}
 	}
 	return r, nil
-}
-
-// rateFlag is a flag.Value that parses into a Rate.
-type rateFlag struct{ r *edge.Rate }
-
-func (f rateFlag) String() string {
-	if f.r == nil || *f.r == (edge.Rate{}) {
-		return ""
-	}
-	return f.r.String()
-}
-
-func (f rateFlag) Set(s string) error {
-	r, err := parseRate(s)
-	if err != nil {
-		return err
-	}
-	*f.r = r
-	return nil
-}
-
-// limitFlags binds the flags of the connection and rate limits.
-func limitFlags(fs *flag.FlagSet, cfg *Config) {
-	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, fmt.Sprintf("open connections one client address may hold; 0: limits.connections_per_address, else %d; -1: no limit (SLUICE_MAX_CONNS_PER_ADDR)", edge.DefaultConnsPerAddress))
-	fs.StringVar(&cfg.TrustedPeers, "trusted-peers", "", "comma-separated addresses or CIDR prefixes (reverse proxies) whose connections are not capped per address; none: no one; default limits.trusted_peers, else loopback (SLUICE_TRUSTED_PEERS)")
-	for _, c := range []edge.RateClass{edge.RateCreate, edge.RateTyping, edge.RateMessages, edge.RateWrites} {
-		fs.Var(rateFlag{&cfg.RateLimits.Rates[c]}, "rate-"+c.String(),
-			fmt.Sprintf("calls of class %s one user may make, N/PER[,BURST] or off; default limits.rates.%s, else %s (SLUICE_RATE_%s)",
-				c, c, edge.DefaultRates[c], strings.ToUpper(c.String())))
-	}
-}
-
-// limitEnv maps the limit flags to their environment variables.
-var limitEnv = map[string]string{
-	"max-conns-per-addr": "SLUICE_MAX_CONNS_PER_ADDR",
-	"trusted-peers":      "SLUICE_TRUSTED_PEERS",
-	"rate-create":        "SLUICE_RATE_CREATE",
-	"rate-typing":        "SLUICE_RATE_TYPING",
-	"rate-messages":      "SLUICE_RATE_MESSAGES",
-	"rate-writes":        "SLUICE_RATE_WRITES",
-}
-
-// parseFlags parses args into fs, then sets each limit flag not given on
-// the command line from its environment variable.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	for name, env := range limitEnv {
-		if v := os.Getenv(env); v != "" && !given[name] && fs.Lookup(name) != nil {
-			if err := fs.Set(name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }

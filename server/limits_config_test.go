@@ -1,7 +1,6 @@
-package main
+package server
 
 import (
-	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -20,14 +19,14 @@ func TestParseRate(t *testing.T) {
 		"5/h,1":     {Events: 5, Per: time.Hour, Burst: 1},
 		"off":       edge.Unlimited,
 	} {
-		got, err := parseRate(in)
+		got, err := ParseRate(in)
 		if err != nil || got != want {
-			t.Errorf("parseRate(%q) = %+v, %v; want %+v", in, got, err, want)
+			t.Errorf("ParseRate(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "20", "0/1m", "-1/1m", "20/", "20/0s", "20/1m,0", "20/1m,x", "x/1m", "on"} {
-		if _, err := parseRate(in); err == nil {
-			t.Errorf("parseRate(%q) accepted", in)
+		if _, err := ParseRate(in); err == nil {
+			t.Errorf("ParseRate(%q) accepted", in)
 		}
 	}
 	if s := edge.DefaultRates[edge.RateMessages].String(); s != "300/1m,50" {
@@ -39,7 +38,7 @@ func TestParseRate(t *testing.T) {
 // over it.
 func TestLimitsConfig(t *testing.T) {
 	t.Parallel()
-	fc, err := LoadConfigFile("../../docs/sluice.example.yml")
+	fc, err := LoadConfigFile("../docs/sluice.example.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,26 +98,5 @@ func TestLimitsConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: error %v, want one naming %s", yaml, err, field)
 		}
-	}
-}
-
-// Each limit flag takes its environment variable when not given on the
-// command line; a bad value is an error naming the variable.
-func TestLimitFlagsFromEnv(t *testing.T) {
-	t.Setenv("SLUICE_MAX_CONNS_PER_ADDR", "7")
-	t.Setenv("SLUICE_RATE_MESSAGES", "2000/1s,2000")
-	t.Setenv("SLUICE_TRUSTED_PEERS", "none")
-	fs, cfg, _ := flags("serve", io.Discard)
-	if err := parseFlags(fs, []string{"-trusted-peers", "10.0.0.0/8"}); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.MaxConnsPerAddr != 7 || cfg.TrustedPeers != "10.0.0.0/8" ||
-		cfg.RateLimits.Rates[edge.RateMessages] != (edge.Rate{Events: 2000, Per: time.Second, Burst: 2000}) {
-		t.Errorf("config = %d %q %+v", cfg.MaxConnsPerAddr, cfg.TrustedPeers, cfg.RateLimits.Rates)
-	}
-	t.Setenv("SLUICE_RATE_TYPING", "lots")
-	fs, _, _ = flags("serve", io.Discard)
-	if err := parseFlags(fs, nil); err == nil || !strings.Contains(err.Error(), "SLUICE_RATE_TYPING") {
-		t.Errorf("bad env value: %v", err)
 	}
 }

@@ -1,20 +1,17 @@
-package main
+package server
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"go.opentelemetry.io/otel/trace"
 )
 
 // The mail section of the file wins over the flags where it says
 // something, takes the password from the environment, and refuses what
 // would leak it.
 func TestMailConfigFromFile(t *testing.T) {
-	fc, err := LoadConfigFile("../../docs/sluice.example.yml")
+	fc, err := LoadConfigFile("../docs/sluice.example.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,26 +49,5 @@ func TestMailConfigFromFile(t *testing.T) {
 	}
 	if _, err := mailConfig(Config{}, fcCA.Mail); err == nil {
 		t.Fatal("a CA file without a certificate was accepted")
-	}
-}
-
-// -log-format json writes JSON lines, and a line logged for a traced call
-// carries its trace id.
-func TestLogFormatAndTraceIDs(t *testing.T) {
-	var b strings.Builder
-	log, err := newLogger("info", "json", &b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
-	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
-	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
-	log.InfoContext(ctx, "hello", "procedure", "/a.v1.A/B")
-	line := b.String()
-	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"traceId":"0af7651916cd43dd8448eb211c80319c"`) || !strings.Contains(line, `"procedure":"/a.v1.A/B"`) {
-		t.Fatalf("log line %q", line)
-	}
-	if _, err := newLogger("info", "xml", &b); err == nil {
-		t.Fatal("an unknown format was accepted")
 	}
 }

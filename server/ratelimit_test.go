@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -150,9 +150,11 @@ func TestRateLimitConfigurable(t *testing.T) {
 	t.Parallel()
 	cfg := baseConfig(t)
 	configWithServices(t, &cfg, "limits:\n  rates:\n    create: {attempts: -1}\n    typing: {attempts: -1}\n")
-	if err := (rateFlag{&cfg.RateLimits.Rates[edge.RateTyping]}).Set("2/1h"); err != nil {
+	typing, err := ParseRate("2/1h") // what -rate-typing 2/1h sets
+	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.RateLimits.Rates[edge.RateTyping] = typing
 	app := startApp(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -163,7 +165,6 @@ func TestRateLimitConfigurable(t *testing.T) {
 			t.Fatalf("channel %d with the create limit off: %v", i+1, err)
 		}
 	}
-	var err error
 	for range 3 {
 		_, err = alice.msg.SendTyping(ctx, connect.NewRequest(&messagev1.SendTypingRequest{ChannelId: chID}))
 	}

@@ -1,18 +1,11 @@
-package main
+package server
 
 import (
-	"embed"
 	"io/fs"
 	"net/http"
 	"path"
 	"strings"
 )
-
-// webdist is the demo web app (web/), built by `npm run build` in web/ and
-// committed, so the binary serves it without Node.
-//
-//go:embed all:webdist
-var webdist embed.FS
 
 // contentSecurityPolicy lets the web app load its own scripts, styles,
 // images and fonts and call its own origin (connect-web), and nothing
@@ -38,16 +31,18 @@ func setWebHeaders(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// webHandler serves the embedded web app: its files as they are, and
-// index.html for any other GET of a page path (/color, /chat/<id>), so the
-// app's routes survive a reload. Other methods, and missing assets or files
+// webHandler serves the web app dist (Config.Web; nil: nothing, 404): its
+// files as they are, and index.html for any other GET of a page path
+// (/color, /chat/<id>), so the app's routes survive a reload. Other methods, and missing assets or files
 // with a static extension, get 404, never the page. Every response carries
 // the security headers of setWebHeaders. App.Handler sends RPC paths
 // (isRPCPath) to the services, everything else here.
-func webHandler() http.Handler {
-	dist, err := fs.Sub(webdist, "webdist")
-	if err != nil {
-		panic(err) // the directory is embedded at build time
+func webHandler(dist fs.FS) http.Handler {
+	if dist == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			setWebHeaders(w, r)
+			http.NotFound(w, r)
+		})
 	}
 	files := http.FileServerFS(dist)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
