@@ -150,8 +150,13 @@ func (t *Table) Authorize(ctx context.Context, procedure string, r Resource) err
 // of a non-public policy (their input is still validated by the handler).
 // Every refusal is logged with the principal, action, resource, rule and
 // reason.
+//
+// In a traced call the decision is a span of its own, "sluice.authorize",
+// with the action, whether it was allowed and the refusing rule.
 func (t *Table) AuthorizeWith(ctx context.Context, procedure string, r Resource, f Facts) error {
+	ctx, span := startSpan(ctx, "sluice.authorize")
 	err := t.Decide(ctx, procedure, r, f)
+	endDecision(span, t.policies[procedure].Action, err)
 	var d *Denial
 	if errors.As(err, &d) {
 		id := ""

@@ -1,13 +1,18 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
+	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
 )
 
 func TestRetryableAndPermanent(t *testing.T) {
@@ -78,5 +83,59 @@ func TestStreamCursors(t *testing.T) {
 	s.apply(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Revoked{Revoked: &syncv1.RevokedEvent{Key: "doc/1"}}})
 	if len(s.request().GetRecords()) != 0 {
 		t.Fatal("a revoked record is still asked for")
+	}
+}
+
+// silentServer sends a record twice, then synced, then nothing: the
+// duplicate is dropped (and reported), and the silent connection is
+// reopened after the idle timeout.
+type silentServer struct {
+	syncv1connect.UnimplementedSyncServiceHandler
+}
+
+func (silentServer) Subscribe(ctx context.Context, _ *connect.Request[syncv1.SubscribeRequest], st *connect.ServerStream[syncv1.SubscribeResponse]) error {
+	rec := &syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Record{Record: &syncv1.RecordEvent{
+		Record: &syncv1.Record{Key: "doc/1", Scope: "doc/1", Version: 1, Seq: 1}}}}
+	for _, ev := range []*syncv1.SubscribeResponse{rec, rec, {Event: &syncv1.SubscribeResponse_Synced{Synced: &syncv1.SyncedEvent{}}}} {
+		if err := st.Send(ev); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestSubscribeDuplicateAndIdleTimeout(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle(syncv1connect.NewSyncServiceHandler(silentServer{}))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := New(srv.URL, Config{HTTPClient: srv.Client()})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var records, duplicates int
+	var resumed error
+	start := time.Now()
+	err := c.Subscribe(ctx, Targets{Records: []*syncv1.RecordTarget{{Key: "doc/1"}}}, SubscribeOptions{
+		IdleTimeout: 300 * time.Millisecond,
+		OnResume:    func(err error) { resumed = err; cancel() },
+		OnDuplicate: func(*syncv1.SubscribeResponse) { duplicates++ },
+	}, func(ev *syncv1.SubscribeResponse) error {
+		if ev.GetRecord() != nil {
+			records++
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe = %v, want canceled by OnResume", err)
+	}
+	if records != 1 || duplicates != 1 {
+		t.Errorf("records %d, duplicates %d; want 1 and 1", records, duplicates)
+	}
+	if resumed == nil || !strings.Contains(resumed.Error(), "idle timeout") || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("resumed after %v with %v, want the idle timeout", time.Since(start), resumed)
 	}
 }

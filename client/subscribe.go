@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -25,6 +26,11 @@ type SubscribeOptions struct {
 	IdleTimeout time.Duration
 	// OnResume, when set, is told each time the stream is reopened and why.
 	OnResume func(err error)
+	// OnDuplicate, when set, is told of every record or removed event the
+	// stream drops because it holds that version (of the record) or seq
+	// (of the scope) already. A server keeps its no-duplicate promise when
+	// it is never called; tests and benchmarks count the calls.
+	OnDuplicate func(*syncv1.SubscribeResponse)
 }
 
 // Subscribe runs a stream on targets until ctx ends or it ends for good.
@@ -52,7 +58,7 @@ func (c *Client) Subscribe(ctx context.Context, t Targets, opts SubscribeOptions
 	sync := syncv1connect.NewSyncServiceClient(c.hc, c.base, c.Options()...)
 	failures := 0
 	for {
-		caughtUp, err := s.run(ctx, sync, opts.IdleTimeout, handle)
+		caughtUp, err := s.run(ctx, sync, opts, handle)
 		var herr handlerError
 		switch {
 		case errors.As(err, &herr):
@@ -105,7 +111,7 @@ func (s *stream) request() *syncv1.SubscribeRequest {
 
 // run opens one connection and handles its events until it ends. It
 // reports whether the stream caught up (so the backoff starts over).
-func (s *stream) run(ctx context.Context, sync syncv1connect.SyncServiceClient, idle time.Duration, handle func(*syncv1.SubscribeResponse) error) (bool, error) {
+func (s *stream) run(ctx context.Context, sync syncv1connect.SyncServiceClient, opts SubscribeOptions, handle func(*syncv1.SubscribeResponse) error) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := sync.Subscribe(ctx, connect.NewRequest(s.request()))
@@ -113,31 +119,40 @@ func (s *stream) run(ctx context.Context, sync syncv1connect.SyncServiceClient, 
 		return false, err
 	}
 	defer st.Close()
-	// A watchdog ends a connection that has been silent too long.
-	alive := make(chan struct{}, 1)
-	timedOut := make(chan struct{})
+	// A watchdog ends a connection that has been silent too long. Each
+	// event only stores the time (no channel send, no goroutine wake per
+	// event); the watchdog looks at it once per idle period.
+	idle := opts.IdleTimeout
+	var last atomic.Int64 // unix nanoseconds of the last event
+	var timedOut atomic.Bool
+	last.Store(time.Now().UnixNano())
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		t := time.NewTimer(idle)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-alive:
-				t.Reset(idle)
 			case <-t.C:
-				close(timedOut)
-				cancel()
-				return
+				silent := time.Since(time.Unix(0, last.Load()))
+				if silent >= idle {
+					timedOut.Store(true)
+					cancel()
+					return
+				}
+				t.Reset(idle - silent)
 			}
 		}
 	}()
+	defer func() {
+		cancel()
+		<-watched
+	}()
 	caughtUp := false
 	for st.Receive() {
-		select {
-		case alive <- struct{}{}:
-		default:
-		}
+		last.Store(time.Now().UnixNano())
 		ev := st.Msg()
 		deliver, synced := s.apply(ev)
 		caughtUp = caughtUp || synced
@@ -145,13 +160,13 @@ func (s *stream) run(ctx context.Context, sync syncv1connect.SyncServiceClient, 
 			if err := handle(ev); err != nil {
 				return caughtUp, handlerError{err}
 			}
+		} else if opts.OnDuplicate != nil && (ev.GetRecord() != nil || ev.GetRemoved() != nil) {
+			opts.OnDuplicate(ev)
 		}
 	}
 	err = st.Err()
-	select {
-	case <-timedOut:
+	if timedOut.Load() {
 		return caughtUp, connect.NewError(connect.CodeUnavailable, errors.New("stream silent past the idle timeout"))
-	default:
 	}
 	if err == nil {
 		err = connect.NewError(connect.CodeUnavailable, errors.New("stream ended"))

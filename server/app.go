@@ -69,6 +69,10 @@ type Config struct {
 	// (Prometheus), /healthz and /readyz. No authentication: keep it on
 	// loopback or a private network.
 	OpsAddr string
+	// MetricsSampleEvery is how often the metrics that query growing
+	// tables (live sessions, the changes table's size and oldest change)
+	// read Postgres; scrapes in between get the last answer. Default 15s.
+	MetricsSampleEvery time.Duration
 	// DatabaseURL is the Postgres URL. Default: localhost:5432 (database
 	// sluice, created if missing), else, when nothing answers there, a
 	// private cluster under DataDir. A server on localhost:5432 that
@@ -280,6 +284,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.metrics = ops.NewMetrics(services.Procedures())
 	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
+		SampleEvery: cfg.MetricsSampleEvery, SessionIdle: a.auth.Sessions.Idle,
 	}))
 	a.metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_connections_refused_total",

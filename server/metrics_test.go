@@ -149,4 +149,9 @@ func TestMetricsMove(t *testing.T) {
 	eventually("a failed job", func(now map[string]*dto.MetricFamily) bool {
 		return value(now, "sluice_jobs", map[string]string{"state": "retrying"})+value(now, "sluice_jobs", map[string]string{"state": "dead"}) > 0
 	})
+
+	// By now every metric of OPERATIONS.md has something to say.
+	profile.cancel()
+	eventually("a stream's end", moved("sluice_rpc_streams_total", nil))
+	checkDocumented(t, families(t, ops.URL))
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -13,9 +14,11 @@ import (
 )
 
 // One SetAvatarUrl, written on one instance and streamed from two: a single
-// trace holds the RPC's server span, the update with its queries and
-// commit, the publication, and one fan-out span per instance, each a child
-// of and linked to the publication, saying how many streams it reached.
+// trace holds the RPC's server span, its validation and authorization, the
+// update with its queries and commit, the publication, and one fan-out
+// span per instance, each a child of and linked to the publication, saying
+// how many streams it reached, how many got it coalesced, and the time
+// from the commit to the write to the last of them.
 func TestTraceFromWriteToEveryInstance(t *testing.T) {
 	t.Parallel()
 	exporter := tracetest.NewInMemoryExporter()
@@ -90,6 +93,30 @@ func TestTraceFromWriteToEveryInstance(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Validation is a span of its own under the RPC, before the update;
+	// the authorization decision one under the update (its facts are read
+	// in the write's transaction), before the commit.
+	for _, want := range []struct {
+		name          string
+		parent, after tracetest.SpanStub
+	}{{"sluice.validate", rpc, update}, {"sluice.authorize", update, commit}} {
+		var found *tracetest.SpanStub
+		for _, s := range byName(exporter.GetSpans(), want.name) {
+			if s.Parent.SpanID() == want.parent.SpanContext.SpanID() {
+				found = &s
+			}
+		}
+		if found == nil {
+			t.Errorf("no %s span under %s", want.name, want.parent.Name)
+			continue
+		}
+		if found.EndTime.After(want.after.StartTime) {
+			t.Errorf("%s ended at %v, after %s started at %v", want.name, found.EndTime, want.after.Name, want.after.StartTime)
+		}
+		if want.name == "sluice.authorize" && (attr(*found, "sluice.action").AsString() != "user.set_avatar_url" || !attr(*found, "sluice.allowed").AsBool()) {
+			t.Errorf("authorize span attributes %v, want user.set_avatar_url allowed", found.Attributes)
+		}
+	}
 	queries := 0
 	for _, s := range exporter.GetSpans() {
 		if s.Parent.SpanID() == update.SpanContext.SpanID() && len(s.Name) > 3 && s.Name[:3] == "pg " {
@@ -107,14 +134,27 @@ func TestTraceFromWriteToEveryInstance(t *testing.T) {
 		if len(f.Links) != 1 || f.Links[0].SpanContext.SpanID() != publish.SpanContext.SpanID() {
 			t.Errorf("fan-out links %v, want the publication", f.Links)
 		}
-		streams := -1
-		for _, a := range f.Attributes {
-			if a.Key == "sluice.streams" {
-				streams = int(a.Value.AsInt64())
-			}
-		}
-		if streams != 1 {
+		if streams := attr(f, "sluice.streams").AsInt64(); streams != 1 {
 			t.Errorf("fan-out reached %d streams, want 1 per instance", streams)
 		}
+		if !attr(f, "sluice.handed_out").AsBool() || attr(f, "sluice.coalesced").Type() != attribute.INT64 || attr(f, "sluice.coalesced").AsInt64() != 0 {
+			t.Errorf("fan-out attributes %v, want handed out, none coalesced", f.Attributes)
+		}
+		// It ends when the last stream wrote the change: after the commit.
+		last := attr(f, "sluice.last_delivery_seconds").AsFloat64()
+		if last <= 0 || f.EndTime.Before(commit.EndTime) {
+			t.Errorf("fan-out: time to last delivery %vs, ended %v (commit ended %v)", last, f.EndTime, commit.EndTime)
+		}
 	}
+}
+
+// attr returns the value of the span's attribute key (an invalid value if
+// it has none).
+func attr(s tracetest.SpanStub, key attribute.Key) attribute.Value {
+	for _, a := range s.Attributes {
+		if a.Key == key {
+			return a.Value
+		}
+	}
+	return attribute.Value{}
 }

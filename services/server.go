@@ -207,6 +207,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sessions := auth.NewSessions(cfg.Store, cfg.Sessions)
+	if cfg.Metrics != nil {
+		cfg.Metrics.WatchSessionCache(func() (uint64, uint64) {
+			c := sessions.CacheStats()
+			return c.Hits, c.Misses
+		})
+	}
 	var interceptors []connect.Interceptor
 	if cfg.TracerProvider != nil {
 		// Outermost: the span covers the whole call.
@@ -226,6 +232,7 @@ func New(cfg Config) (*Server, error) {
 		auth.NewInterceptor(sessions, policies, cfg.Tokens, cfg.Services),
 		newRateLimiter(cfg.RateLimits, modules).Interceptor(),
 		edge.IdempotencyInterceptor(),
+		edge.CallerInterceptor(),
 	)...)
 	scopes := NewScopes(modules)
 	d := &kit.Deps{

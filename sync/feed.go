@@ -2,6 +2,8 @@ package sync
 
 import (
 	gosync "sync"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // hubEvent is a change decoded once per instance and shared, read-only, by
@@ -10,11 +12,17 @@ type hubEvent struct {
 	info      eventInfo
 	ev        *Event
 	ephemeral bool // a signal, not a record change: no key, version or seq
+
+	// span is the fan-out span of a change received with a trace context,
+	// until the change is handed out (then its delivery ends it). Guarded
+	// by the hubScope's mu.
+	span trace.Span
 }
 
 type feedItem struct {
 	e         *hubEvent
 	coalesced bool
+	d         *delivery // told when the stream is done with the item; may be nil
 }
 
 // feed is the bounded buffer between the Hub and one stream. offer never
@@ -44,23 +52,48 @@ func (f *feed) signal() {
 	}
 }
 
-// offer queues e for the stream. It is called from NATS callbacks and must
-// not block.
-func (f *feed) offer(e *hubEvent) {
+// offer queues e for the stream, to tell d when the stream is done with
+// it. It is called from NATS callbacks and must not block.
+func (f *feed) offer(e *hubEvent, d *delivery) {
 	f.mu.Lock()
 	if !f.overflow {
 		if len(f.items) >= f.limit {
 			f.coalesce()
 		}
 		if len(f.items) >= f.limit {
-			f.items = nil
+			f.dropAll()
 			f.overflow = true
+			d.done(true)
 		} else {
-			f.items = append(f.items, feedItem{e: e})
+			f.items = append(f.items, feedItem{e: e, d: d})
 		}
+	} else {
+		d.done(true) // the stream re-reads current state
 	}
 	f.mu.Unlock()
 	f.signal()
+}
+
+// dropAll empties the queue; the stream re-reads current state instead.
+// Caller holds mu.
+func (f *feed) dropAll() {
+	for _, it := range f.items {
+		it.d.done(true)
+	}
+	clear(f.items)
+	f.items = f.items[:0]
+}
+
+// discard drops what is queued when the stream ends, after it left every
+// scope (nothing is offered any more).
+func (f *feed) discard() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, it := range f.items {
+		it.d.done(false)
+	}
+	clear(f.items)
+	f.items = nil
 }
 
 // coalesce keeps the latest queued version of each key, in the order of
@@ -75,6 +108,7 @@ func (f *feed) coalesce() {
 			continue // best effort by contract: dropped first under load
 		}
 		if _, dup := seen[it.e.info.key]; dup {
+			it.d.done(true)
 			continue
 		}
 		seen[it.e.info.key] = struct{}{}
@@ -93,8 +127,7 @@ func (f *feed) coalesce() {
 // out some changes one by one (see hubScope.reset).
 func (f *feed) markOverflow() {
 	f.mu.Lock()
-	clear(f.items)
-	f.items = f.items[:0]
+	f.dropAll()
 	f.overflow = true
 	f.mu.Unlock()
 	f.signal()

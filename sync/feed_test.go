@@ -31,10 +31,10 @@ func takeAll(f *feed) (string, bool) {
 func TestFeedBelowLimitKeepsOrder(t *testing.T) {
 	t.Parallel()
 	f := newFeed(4)
-	f.offer(hubEv("a", 1, 1))
-	f.offer(hubEv("b", 1, 2))
-	f.offer(hubEv("a", 2, 3))
-	f.offer(hubEv("c", 1, 4))
+	f.offer(hubEv("a", 1, 1), nil)
+	f.offer(hubEv("b", 1, 2), nil)
+	f.offer(hubEv("a", 2, 3), nil)
+	f.offer(hubEv("c", 1, 4), nil)
 	items, overflow := takeAll(f)
 	if items != "a@1 b@1 a@2 c@1" || overflow {
 		t.Fatalf("take = %q overflow=%v; want every item in order, no flag", items, overflow)
@@ -48,9 +48,9 @@ func TestFeedCoalescesAtLimit(t *testing.T) {
 	t.Parallel()
 	f := newFeed(4)
 	for i, k := range []string{"a", "b", "a", "c"} {
-		f.offer(hubEv(k, int64(i+1), int64(i+1)))
+		f.offer(hubEv(k, int64(i+1), int64(i+1)), nil)
 	}
-	f.offer(hubEv("b", 5, 5)) // full: keep the latest a, b and c, then add b@5
+	f.offer(hubEv("b", 5, 5), nil) // full: keep the latest a, b and c, then add b@5
 	items, overflow := takeAll(f)
 	// Latest versions in the order they were queued, marked coalesced; the
 	// new item follows unmarked.
@@ -69,7 +69,7 @@ func TestFeedCoalescesRepeatedly(t *testing.T) {
 	for v := int64(1); v <= 20; v++ {
 		for _, k := range []string{"a", "b"} {
 			seq++
-			f.offer(hubEv(k, v, seq))
+			f.offer(hubEv(k, v, seq), nil)
 		}
 	}
 	items, overflow := f.take(nil)
@@ -95,9 +95,9 @@ func TestFeedOverflow(t *testing.T) {
 	t.Parallel()
 	f := newFeed(3)
 	for i, k := range []string{"a", "b", "c", "d"} { // four distinct keys never fit in three
-		f.offer(hubEv(k, 1, int64(i+1)))
+		f.offer(hubEv(k, 1, int64(i+1)), nil)
 	}
-	f.offer(hubEv("e", 1, 5)) // dropped too: the re-read covers it
+	f.offer(hubEv("e", 1, 5), nil) // dropped too: the re-read covers it
 	select {
 	case <-f.wake:
 	default:
@@ -108,7 +108,7 @@ func TestFeedOverflow(t *testing.T) {
 		t.Fatalf("take = %q overflow=%v; want nothing queued and overflow set", items, overflow)
 	}
 	// take resets the flag; the buffer works again.
-	f.offer(hubEv("f", 1, 6))
+	f.offer(hubEv("f", 1, 6), nil)
 	items, overflow = takeAll(f)
 	if items != "f@1" || overflow {
 		t.Fatalf("after take: %q overflow=%v", items, overflow)
@@ -120,7 +120,7 @@ func TestFeedOverflow(t *testing.T) {
 func TestFeedMarkOverflow(t *testing.T) {
 	t.Parallel()
 	f := newFeed(8)
-	f.offer(hubEv("a", 1, 1))
+	f.offer(hubEv("a", 1, 1), nil)
 	select {
 	case <-f.wake:
 	default:
@@ -136,7 +136,7 @@ func TestFeedMarkOverflow(t *testing.T) {
 	if items != "" || !overflow {
 		t.Fatalf("take = %q overflow=%v; want nothing queued and overflow", items, overflow)
 	}
-	f.offer(hubEv("a", 2, 2))
+	f.offer(hubEv("a", 2, 2), nil)
 	items, overflow = takeAll(f)
 	if items != "a@2" || overflow {
 		t.Fatalf("second take = %q overflow=%v; want the new item, flag reset", items, overflow)
@@ -146,9 +146,9 @@ func TestFeedMarkOverflow(t *testing.T) {
 func TestFeedTakeReusesBuffer(t *testing.T) {
 	t.Parallel()
 	f := newFeed(8)
-	f.offer(hubEv("a", 1, 1))
+	f.offer(hubEv("a", 1, 1), nil)
 	buf, _ := f.take(nil)
-	f.offer(hubEv("b", 1, 2))
+	f.offer(hubEv("b", 1, 2), nil)
 	got, _ := f.take(buf)
 	if describe(got) != "b@1" {
 		t.Fatalf("take(buf) = %s, want only the new item", describe(got))
@@ -164,7 +164,7 @@ func TestFeedConcurrentOffers(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for i := range each {
-				f.offer(hubEv(fmt.Sprintf("k%d", w), int64(i+1), int64(w*each+i+1)))
+				f.offer(hubEv(fmt.Sprintf("k%d", w), int64(i+1), int64(w*each+i+1)), nil)
 			}
 		}()
 	}

@@ -42,7 +42,9 @@ type HubConfig struct {
 	Logger *slog.Logger
 	// TracerProvider, when set, traces the fan-out of every change whose
 	// message carries a trace context: a span per change per instance, a
-	// child of (and linked to) the publication in the write's trace.
+	// child of (and linked to) the publication in the write's trace, that
+	// ends when the last stream here is done with the change (see
+	// HubStats.LastDelivery).
 	TracerProvider trace.TracerProvider
 }
 
@@ -512,22 +514,24 @@ func (hs *hubScope) receive(m *nats.Msg) {
 		e = &hubEvent{info: info, ev: encodedEvent(ev, m.Data)}
 	}
 	hs.h.counters.received.Add(1)
-	var span trace.Span
 	if len(m.Header) > 0 {
 		if pub := trace.SpanContextFromContext(propagator.Extract(context.Background(), natsCarrier(m.Header))); pub.IsValid() {
-			_, span = hs.h.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), pub), "sluice.fanout",
+			_, e.span = hs.h.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), pub), "sluice.fanout",
 				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(trace.Link{SpanContext: pub}),
 				trace.WithAttributes(attribute.String("sluice.scope", hs.scope), attribute.Int64("sluice.seq", e.info.seq)))
 		}
 	}
 	hs.mu.Lock()
-	next := hs.next
 	hs.offer(e)
+	// Handed out now, the span ends with the delivery (emit). Held back
+	// for an earlier seq or a duplicate: it ends here; a held-back change
+	// is timed but not traced when it is handed out later.
+	span := e.span
+	e.span = nil
 	streams := len(hs.feeds)
-	handed := hs.next > next // in order: handed out now, else held back or a duplicate
 	hs.mu.Unlock()
 	if span != nil {
-		span.SetAttributes(attribute.Int("sluice.streams", streams), attribute.Bool("sluice.handed_out", handed))
+		span.SetAttributes(attribute.Int("sluice.streams", streams), attribute.Bool("sluice.handed_out", false))
 		span.End()
 	}
 }
@@ -642,10 +646,20 @@ func (hs *hubScope) reset(seq int64) {
 	hs.drain()
 }
 
-// emit hands e to every feed. Caller holds mu.
+// emit hands e to every feed, following its delivery. Caller holds mu.
 func (hs *hubScope) emit(e *hubEvent) {
+	span := e.span
+	e.span = nil
+	if span != nil {
+		span.SetAttributes(attribute.Bool("sluice.handed_out", true))
+	}
+	d := hs.h.newDelivery(e, len(hs.feeds), span)
+	if d == nil && span != nil {
+		span.SetAttributes(attribute.Int("sluice.streams", 0))
+		span.End()
+	}
 	for f := range hs.feeds {
-		f.offer(e)
+		f.offer(e, d)
 	}
 }
 

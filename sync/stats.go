@@ -16,6 +16,10 @@ type HubStats struct {
 	FillFailures uint64 // fills that failed (Postgres unreachable); retried
 	Resets       uint64 // scopes whose streams were told to re-read (too much missed)
 	Degraded     bool   // NATS does not answer: scopes are followed from Postgres
+	// LastDelivery is, per change handed out, the time from its commit
+	// (its updated_at) to its write to the last stream on this instance
+	// that got it.
+	LastDelivery Histogram
 }
 
 // hubCounters are the Hub's counters, updated without locks.
@@ -23,6 +27,7 @@ type hubCounters struct {
 	received, early, duplicates, fills, filled, fillFailures, resets atomic.Uint64
 	degraded                                                         atomic.Bool
 	degradedSince                                                    atomic.Int64 // unix nanoseconds; 0 while NATS answers
+	lastDelivery                                                     latencies
 }
 
 // DegradedSince returns when NATS stopped answering the Hub's health check,
@@ -47,6 +52,7 @@ func (h *Hub) Stats() HubStats {
 		FillFailures: c.fillFailures.Load(),
 		Resets:       c.resets.Load(),
 		Degraded:     c.degraded.Load(),
+		LastDelivery: c.lastDelivery.snapshot(),
 	}
 }
 

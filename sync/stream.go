@@ -134,6 +134,7 @@ func (s *Streamer) Stream(ctx context.Context, t Targets, sink Sink) error {
 		for scope := range st.joined {
 			s.hub.leave(st.feed, scope)
 		}
+		st.feed.discard()
 	}()
 	// Join the hub before reading anything: a change committed between the
 	// catch-up read and the first live event is then in the feed, and the
@@ -581,30 +582,49 @@ func (st *stream) live(ctx context.Context) error {
 		case <-st.feed.wake:
 			items, overflow := st.feed.take(buf)
 			buf = items
-			if overflow {
-				st.s.counters.overflows.Add(1)
-				// Changes to deps may have been lost too: check access
-				// first, so nothing is re-read for a revoked target.
-				if err := st.recheck(ctx, st.guards); err != nil {
-					return err
-				}
-				// The re-read covers everything committed so far; queued
-				// items are still merged below and dropped as duplicates.
-				if err := st.reread(ctx); err != nil {
-					return err
-				}
+			err := st.batch(ctx, items, overflow)
+			if err == nil {
+				err = st.sink.Flush()
 			}
+			// Written (or the stream is ending): the stream is done with
+			// these changes.
 			for _, it := range items {
-				if err := st.forward(ctx, it); err != nil {
-					return err
-				}
+				it.d.done(it.coalesced)
 			}
 			clear(items)
+			if err != nil {
+				return err
+			}
+			continue
 		}
 		if err := st.sink.Flush(); err != nil {
 			return err
 		}
 	}
+}
+
+// batch sends what the feed held: a re-read of current state first if it
+// overflowed, then the queued items.
+func (st *stream) batch(ctx context.Context, items []feedItem, overflow bool) error {
+	if overflow {
+		st.s.counters.overflows.Add(1)
+		// Changes to deps may have been lost too: check access
+		// first, so nothing is re-read for a revoked target.
+		if err := st.recheck(ctx, st.guards); err != nil {
+			return err
+		}
+		// The re-read covers everything committed so far; queued
+		// items are still merged below and dropped as duplicates.
+		if err := st.reread(ctx); err != nil {
+			return err
+		}
+	}
+	for _, it := range items {
+		if err := st.forward(ctx, it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // forward sends one live change, first filling from Postgres any gap it

@@ -18,6 +18,7 @@ func (s *Streamer) Watch(ctx context.Context, eval func(ctx context.Context) ([]
 		for scope := range joined {
 			s.hub.leave(f, scope)
 		}
+		f.discard()
 	}()
 	deps := make(map[string]bool)
 	// evaluate until the deps it read are all joined: a dep joined after it
@@ -68,11 +69,16 @@ func (s *Streamer) Watch(ctx context.Context, eval func(ctx context.Context) ([]
 					changed = true
 				}
 			}
-			clear(items)
+			var err error
 			if changed {
-				if err := evaluate(); err != nil {
-					return err
-				}
+				err = evaluate()
+			}
+			for _, it := range items {
+				it.d.done(false)
+			}
+			clear(items)
+			if err != nil {
+				return err
 			}
 		}
 	}

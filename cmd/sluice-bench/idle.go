@@ -71,6 +71,7 @@ type idleResult struct {
 	devUsers       bool // logged in as the development users
 	sessions       int
 	streamsPerConn int
+	subHTTP1       bool
 	settle         time.Duration
 
 	baseline      int64 // the server's resident set with no stream, bytes; -1 if unknown
@@ -97,6 +98,7 @@ func idle(ctx context.Context, cfg *config, command string, logw io.Writer) (_ *
 		records:        cfg.writers,
 		devUsers:       cfg.userPattern == "",
 		streamsPerConn: cfg.streamsPerConn,
+		subHTTP1:       cfg.subHTTP1,
 		settle:         idleSettle,
 	}
 	creds, err := writerCreds(cfg.writers, cfg.userPattern, cfg.passPattern)
@@ -225,7 +227,7 @@ func kib(v float64, ok bool) string {
 func (r *idleResult) writeSummary(w io.Writer) {
 	r.writeHeader(w)
 	fmt.Fprintf(w, "idle      streams on %d record(s) each, sharing %d login sessions, %s; nothing written; server RSS read %s after each step\n",
-		r.records, r.sessions, perConn(r.streamsPerConn), r.settle)
+		r.records, r.sessions, perConn(r.streamsPerConn, r.subHTTP1), r.settle)
 	if r.devUsers {
 		fmt.Fprintln(w, "          the development users' logins cost the server tens of MiB each (argon2id), garbage that the baseline may hold; use cheap bench users (-write-users-file, -user-pattern) for clean numbers")
 	}

@@ -32,6 +32,15 @@
 // connection of its own, which is what browsers and mobile apps have (one
 // connection each): use it to estimate what real clients cost.
 //
+// Subscriber streams run on the Go client package (client.Subscribe), as a
+// backend would: its version cursors drop duplicates, which the bench
+// counts (SubscribeOptions.OnDuplicate) instead of receiving them, and a
+// stream the client would resume is a stream error here, since a quiet
+// resume would hide what the bench measures. Writers and logins call the
+// generated clients directly: the client package gives every mutating call
+// an idempotency key, which costs the server an idempotency row per write,
+// and the bench measures the plain write path.
+//
 // Each write's avatar URL carries the run id, the writer and a sequence
 // number; the writer notes the send time of each sequence number before it
 // sends, so a delivery is matched to its write even when it arrives before
@@ -386,6 +395,7 @@ func bench(ctx context.Context, cfg *config, command string, logw io.Writer) (_ 
 		subscribers:    cfg.subscribers,
 		writers:        cfg.writers,
 		streamsPerConn: cfg.streamsPerConn,
+		subHTTP1:       cfg.subHTTP1,
 		rate:           cfg.rate,
 		duration:       cfg.duration,
 		drain:          cfg.drain,

@@ -73,6 +73,7 @@ type result struct {
 
 	subscribers, writers, sessions int
 	streamsPerConn                 int
+	subHTTP1                       bool
 	dials, conns                   int64 // TCP connections dialed; open after setup
 	writerNames                    []string
 	rate                           float64
@@ -101,7 +102,7 @@ type result struct {
 	timeline             []bucket
 
 	missed, missedCoalesced, duplicate int64
-	unmatched, unexpected, heartbeats  int64
+	unmatched, unexpected              int64
 	notFinal                           int   // subscriber×key pairs short of the final version
 	notFinalVersions                   int64 // versions those pairs lack
 	drained                            time.Duration
@@ -168,7 +169,10 @@ func mib(b int64) string {
 }
 
 // perConn describes how the streams share connections.
-func perConn(n int) string {
+func perConn(n int, http1 bool) string {
+	if http1 {
+		return "each stream on its own HTTP/1.1 connection, as a browser without TLS has"
+	}
 	if n == 1 {
 		return "each stream on its own HTTP/2 connection, as browser and mobile clients have"
 	}
@@ -194,7 +198,7 @@ func cores(c float64) string {
 func (r *result) writeSummary(w io.Writer) {
 	r.writeHeader(w)
 	fmt.Fprintf(w, "setup     %d subscribers sharing %d login sessions, %s (%d TCP connections open after setup; %d dialed in all, writers included); all synced in %s (subscribe→synced p50 %s, p99 %s, max %s)\n",
-		r.subscribers, r.sessions, perConn(r.streamsPerConn), r.conns, r.dials, r.setup.Round(time.Millisecond), ms(r.syncLat.p50), ms(r.syncLat.p99), ms(r.syncLat.max))
+		r.subscribers, r.sessions, perConn(r.streamsPerConn, r.subHTTP1), r.conns, r.dials, r.setup.Round(time.Millisecond), ms(r.syncLat.p50), ms(r.syncLat.p99), ms(r.syncLat.max))
 	fmt.Fprintf(w, "writers   %d (%s), %s for %s, each on its own connection\n", r.writers, strings.Join(r.writerNames, ", "), r.mode(), r.duration)
 	fmt.Fprintf(w, "writes    %d ok, %d failed, %.1f/s over %s; RPC p50 %s, p90 %s, p99 %s, max %s\n",
 		r.writes, r.writeErrs, perSecond(r.writes, r.writeElapsed), r.writeElapsed.Round(time.Millisecond), ms(r.rpc.p50), ms(r.rpc.p90), ms(r.rpc.p99), ms(r.rpc.max))
@@ -354,7 +358,6 @@ func (r *result) addStreams(subs []*subscriber, writers []*writer, final []int64
 		r.latDropped += s.dropped
 		r.unmatched += s.unmatched
 		r.unexpected += s.unexpected
-		r.heartbeats += s.heartbeats
 		if s.err != nil {
 			r.streamErrs++
 			if r.firstStreamErr == nil {

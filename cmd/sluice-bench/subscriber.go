@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	sluice "github.com/sluicehq/sluice/client"
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
-	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
 	userv1 "github.com/sluicehq/sluice/gen/sluice/user/v1"
 )
 
@@ -40,9 +39,8 @@ type subscriber struct {
 	dropped    int64         // latency samples not kept (budget spent)
 	worst      time.Duration // the slowest delivery on this stream
 	syncTime   time.Duration
-	heartbeats int64
 	unmatched  int64 // live versions whose payload did not name a write of this run
-	unexpected int64 // events other than record, synced and heartbeat
+	unexpected int64 // events other than record and synced
 	lastRecv   time.Duration
 	err        error
 }
@@ -62,10 +60,13 @@ func newSubscriber(index int, sess session, keys []string, keyIx map[string]int,
 	}
 }
 
-// run opens the stream, calls synced once the server has sent Synced, then
-// checks live events until ctx ends. It returns nil when ctx ended, else
-// what broke the stream. open is released once Synced arrives (or the
-// stream fails first), so that catch-ups run with bounded concurrency.
+// run opens the stream (through the Go client's Subscribe), calls synced
+// once the server has sent Synced, then checks live events until ctx ends.
+// It returns nil when ctx ended, else what broke the stream: the bench
+// does not let the client resume a stream quietly, since that would hide
+// what it measures. Versions the client drops as already held are counted
+// as duplicates. open is released once Synced arrives (or the stream fails
+// first), so that catch-ups run with bounded concurrency.
 func (s *subscriber) run(ctx context.Context, hc *http.Client, base string, epoch time.Time, run string, open chan struct{}, synced func()) error {
 	select {
 	case open <- struct{}{}:
@@ -81,61 +82,67 @@ func (s *subscriber) run(ctx context.Context, hc *http.Client, base string, epoc
 	}
 	defer release()
 
-	client := syncv1connect.NewSyncServiceClient(hc, base)
-	req := &syncv1.SubscribeRequest{}
+	c := sluice.New(base, sluice.Config{HTTPClient: hc, Token: s.sess.token})
+	targets := sluice.Targets{}
 	for _, k := range s.keys {
-		req.Records = append(req.Records, &syncv1.RecordTarget{Key: k})
+		targets.Records = append(targets.Records, &syncv1.RecordTarget{Key: k})
+	}
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ended error // why the stream ended, when the client would resume it
+	opts := sluice.SubscribeOptions{
+		OnResume: func(err error) {
+			ended = err
+			cancel()
+		},
+		OnDuplicate: func(ev *syncv1.SubscribeResponse) {
+			if i, ok := s.keyIx[ev.GetRecord().GetRecord().GetKey()]; ok && s.synced.Load() {
+				s.tracks[i].duplicate++
+			}
+		},
 	}
 	started := time.Now()
-	stream, err := client.Subscribe(ctx, bearer(s.sess, req))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	defer stream.Close()
 	var user userv1.User
-	for stream.Receive() {
+	err := c.Subscribe(streamCtx, targets, opts, func(msg *syncv1.SubscribeResponse) error {
 		now := time.Since(epoch)
-		switch ev := stream.Msg().GetEvent().(type) {
+		switch ev := msg.GetEvent().(type) {
 		case *syncv1.SubscribeResponse_Record:
 			rec := ev.Record.GetRecord()
 			i, ok := s.keyIx[rec.GetKey()]
 			if !ok {
 				s.unexpected++
-				continue
+				return nil
 			}
 			if !s.synced.Load() {
 				s.tracks[i].snapshot(rec.GetVersion())
 				s.last[i].Store(s.tracks[i].last)
-				continue
+				return nil
 			}
 			s.lastRecv = now
 			if s.tracks[i].observe(rec.GetVersion(), ev.Record.GetCoalesced()) == stale {
-				continue
+				return nil
 			}
 			s.last[i].Store(s.tracks[i].last)
 			s.live.Add(1)
 			if err := rec.GetPayload().UnmarshalTo(&user); err != nil {
 				s.unmatched++
-				continue
+				return nil
 			}
 			w, seq, ok := parseAvatarURL(run, user.GetAvatarUrl())
 			if !ok || w != i {
 				s.unmatched++
-				continue
+				return nil
 			}
 			sent, ok := s.logs[w].get(seq)
 			if !ok {
 				s.unmatched++
-				continue
+				return nil
 			}
 			s.record(w, seq, now-sent)
 		case *syncv1.SubscribeResponse_Synced:
 			if s.synced.Load() {
 				s.unexpected++
-				continue
+				return nil
 			}
 			s.syncTime = time.Since(started)
 			for i := range s.tracks {
@@ -144,20 +151,19 @@ func (s *subscriber) run(ctx context.Context, hc *http.Client, base string, epoc
 			s.synced.Store(true)
 			release()
 			synced()
-		case *syncv1.SubscribeResponse_Heartbeat:
-			s.heartbeats++
 		default:
 			s.unexpected++
 		}
-	}
-	err = stream.Err()
-	if ctx.Err() != nil {
 		return nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case ended != nil:
+		return fmt.Errorf("stream: %w", ended)
+	default:
+		return fmt.Errorf("stream: %w", err)
 	}
-	if err == nil {
-		return errors.New("stream ended by the server")
-	}
-	return fmt.Errorf("stream: %w", err)
 }
 
 // record keeps one write→delivery sample, within the sample budget.

@@ -26,15 +26,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
-
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/server"
@@ -127,52 +124,12 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *server.Config, *strin
 	return fs, cfg, level
 }
 
-// newLogger returns the logger of the process: text or JSON (format) at
-// level, each line carrying the trace and span ids of the call it was
-// logged for, when the call is traced.
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	var h slog.Handler
-	switch format {
-	case "text", "":
-		h = slog.NewTextHandler(w, opts)
-	case "json":
-		h = slog.NewJSONHandler(w, opts)
-	default:
-		return nil, fmt.Errorf("log format %q: want text or json", format)
-	}
-	return slog.New(traceHandler{h}), nil
-}
-
-// traceHandler adds traceId and spanId to records logged with the context
-// of a traced call.
-type traceHandler struct{ slog.Handler }
-
-func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.AddAttrs(slog.String("traceId", sc.TraceID().String()), slog.String("spanId", sc.SpanID().String()))
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return traceHandler{h.Handler.WithAttrs(attrs)}
-}
-
-func (h traceHandler) WithGroup(name string) slog.Handler {
-	return traceHandler{h.Handler.WithGroup(name)}
-}
-
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("serve", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, cfg.LogFormat, stderr)
+	log, err := server.NewLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -246,7 +203,7 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, cfg.LogFormat, stderr)
+	log, err := server.NewLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -263,7 +220,7 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, cfg.LogFormat, stderr)
+	log, err := server.NewLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}

@@ -58,17 +58,17 @@ type questionsCmd struct {
 }
 
 // decodeQuestions turns the request's questions into a validated command.
-func decodeQuestions(v *edge.Validator, qs []*accessv1.Question) (questionsCmd, error) {
+func decodeQuestions(ctx context.Context, v *edge.Validator, qs []*accessv1.Question) (questionsCmd, error) {
 	cmd := questionsCmd{}
 	for _, q := range qs {
 		cmd.Questions = append(cmd.Questions, questionCmd{Procedure: q.GetProcedure(), Key: q.GetKey(), Params: q.GetParams()})
 	}
-	return cmd, v.Struct(cmd)
+	return cmd, v.Validate(ctx, cmd)
 }
 
 // Check answers every question for the caller.
 func (s *Service) Check(ctx context.Context, req *connect.Request[accessv1.CheckRequest]) (*connect.Response[accessv1.CheckResponse], error) {
-	cmd, err := decodeQuestions(s.valid, req.Msg.GetQuestions())
+	cmd, err := decodeQuestions(ctx, s.valid, req.Msg.GetQuestions())
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (s *Service) Check(ctx context.Context, req *connect.Request[accessv1.Check
 
 // Watch answers every question, then each answer again when it changes.
 func (s *Service) Watch(ctx context.Context, req *connect.Request[accessv1.WatchRequest], stream *connect.ServerStream[accessv1.WatchResponse]) error {
-	cmd, err := decodeQuestions(s.valid, req.Msg.GetQuestions())
+	cmd, err := decodeQuestions(ctx, s.valid, req.Msg.GetQuestions())
 	if err != nil {
 		return err
 	}

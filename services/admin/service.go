@@ -48,7 +48,7 @@ type revokeUserCmd struct {
 // RevokeUserSessions revokes every session of a user.
 func (s *Service) RevokeUserSessions(ctx context.Context, req *connect.Request[adminv1.RevokeUserSessionsRequest]) (*connect.Response[adminv1.RevokeUserSessionsResponse], error) {
 	cmd := revokeUserCmd{UserID: req.Msg.GetUserId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	if err := s.policies.Authorize(ctx, adminv1connect.AdminServiceRevokeUserSessionsProcedure, authz.Resource{Owner: cmd.UserID}); err != nil {

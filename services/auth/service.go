@@ -86,7 +86,7 @@ type loginCmd struct {
 // for a same-origin browser request only (else permission_denied).
 func (s *Service) Login(ctx context.Context, req *connect.Request[authv1.LoginRequest]) (*connect.Response[authv1.LoginResponse], error) {
 	cmd := loginCmd{Username: req.Msg.GetUsername(), Password: req.Msg.GetPassword()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	if err := s.policies.Authorize(ctx, authv1connect.AuthServiceLoginProcedure, authz.Resource{}); err != nil {

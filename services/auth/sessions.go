@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/authz"
@@ -49,6 +50,8 @@ type Sessions struct {
 	cache    map[string]cached // by token hash
 	live     map[int64]liveAt  // Live answers, by session id
 	watchers map[int64]map[*revokeHook]struct{}
+
+	hits, misses atomic.Uint64 // token lookups answered by the cache, and by Postgres
 }
 
 // liveAt is a Live answer and when it was read from Postgres.
@@ -150,9 +153,11 @@ func (s *Sessions) Principal(ctx context.Context, token string) (*authz.Principa
 	s.mu.Lock()
 	if c, ok := s.cache[key]; ok && now.Sub(c.fetched) < s.fresh && now.Before(c.p.ExpiresAt) {
 		s.mu.Unlock()
+		s.hits.Add(1)
 		return c.p, nil
 	}
 	s.mu.Unlock()
+	s.misses.Add(1)
 	sess, err := s.store.ActiveSession(ctx, hash, s.cfg.Idle, s.cfg.TouchEvery)
 	if errors.Is(err, sync.ErrNotFound) {
 		return nil, authz.ErrUnauthenticated

@@ -337,7 +337,7 @@ type listCmd struct {
 // ListChannels lists an organization's channels and those the caller is in.
 func (s *Service) ListChannels(ctx context.Context, req *connect.Request[channelv1.ListChannelsRequest]) (*connect.Response[channelv1.ListChannelsResponse], error) {
 	cmd := listCmd{OrgID: req.Msg.GetOrgId(), PageSize: req.Msg.GetPageSize()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	after, err := edge.ParsePageToken("page_token", req.Msg.GetPageToken())

@@ -194,7 +194,8 @@ func (o *outageLog) note(log *slog.Logger, procedure string, err error) {
 }
 
 // ErrorInterceptor returns the interceptor that maps every handler error to
-// a Connect code (ToConnect) and logs each call at debug level.
+// a Connect code (ToConnect) and logs each call at debug level (see
+// CallerInterceptor).
 func ErrorInterceptor(log *slog.Logger) connect.Interceptor {
 	return &errorInterceptor{log: log}
 }
@@ -202,10 +203,11 @@ func ErrorInterceptor(log *slog.Logger) connect.Interceptor {
 func (i *errorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
+		ctx, note := i.startCall(ctx)
 		res, err := next(ctx, req)
 		i.outage.note(i.log, req.Spec().Procedure, err)
 		err = i.toConnect(ctx, req.Spec().Procedure, err)
-		i.logCall(ctx, req.Spec().Procedure, start, err)
+		i.logCall(ctx, note, req.Spec().Procedure, req.Header(), start, err)
 		return res, err
 	}
 }
@@ -217,10 +219,11 @@ func (i *errorInterceptor) WrapStreamingClient(next connect.StreamingClientFunc)
 func (i *errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
+		ctx, note := i.startCall(ctx)
 		err := next(ctx, conn)
 		i.outage.note(i.log, conn.Spec().Procedure, err)
 		err = i.toConnect(ctx, conn.Spec().Procedure, err)
-		i.logCall(ctx, conn.Spec().Procedure, start, err)
+		i.logCall(ctx, note, conn.Spec().Procedure, conn.RequestHeader(), start, err)
 		return err
 	}
 }
@@ -235,17 +238,6 @@ func (i *errorInterceptor) toConnect(ctx context.Context, procedure string, err 
 		return clientError(connect.CodeCanceled, "canceled")
 	}
 	return ToConnect(i.log, procedure, err)
-}
-
-func (i *errorInterceptor) logCall(ctx context.Context, procedure string, start time.Time, err error) {
-	if !i.log.Enabled(ctx, slog.LevelDebug) {
-		return
-	}
-	code := "ok"
-	if err != nil {
-		code = connect.CodeOf(err).String()
-	}
-	i.log.Debug("rpc", "procedure", procedure, "code", code, "duration", time.Since(start))
 }
 
 // badRequest builds the InvalidArgument error for field violations.

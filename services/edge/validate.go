@@ -110,7 +110,7 @@ func must(err error) {
 }
 
 // Struct validates cmd and returns a *ValidationError listing every invalid
-// field, or nil.
+// field, or nil. Handlers call Validate, which also traces.
 func (v *Validator) Struct(cmd any) error {
 	err := v.v.Struct(cmd)
 	if err == nil {

@@ -46,7 +46,7 @@ type Call struct {
 // sync.Store.Update) and must have no effect outside c.Tx.
 func (s Steps) Write(ctx context.Context, procedure string, cmd any, q authz.Question, fn func(ctx context.Context, c Call) error) ([]sync.Change, error) {
 	if cmd != nil {
-		if err := s.Valid.Struct(cmd); err != nil {
+		if err := s.Valid.Validate(ctx, cmd); err != nil {
 			return nil, err
 		}
 	}

@@ -308,7 +308,7 @@ type listCmd struct {
 // through the same Lister (paging, limits, read rule, cursors).
 func (s *Service) ListMessages(ctx context.Context, req *connect.Request[messagev1.ListMessagesRequest]) (*connect.Response[messagev1.ListMessagesResponse], error) {
 	cmd := listCmd{ChannelID: req.Msg.GetChannelId(), Paging: syncsvc.Paging{BeforeSeq: req.Msg.GetBeforeSeq(), Limit: req.Msg.GetLimit()}}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	if req.Msg.GetAfterSeq() != 0 {
@@ -338,7 +338,7 @@ type typingCmd struct {
 // Nothing is stored; an archived channel refuses it like a post.
 func (s *Service) SendTyping(ctx context.Context, req *connect.Request[messagev1.SendTypingRequest]) (*connect.Response[messagev1.SendTypingResponse], error) {
 	cmd := typingCmd{ChannelID: req.Msg.GetChannelId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	res := s.inChannel(authz.PrincipalFrom(ctx), messagev1connect.MessageServiceSendTypingProcedure, cmd.ChannelID)

@@ -22,6 +22,13 @@ type Sources struct {
 	Pool      *pgxpool.Pool
 	NATS      *nats.Conn
 	Logger    *slog.Logger
+	// SampleEvery is how often the gauges that query growing tables
+	// (sessions, changes) are read; scrapes in between get the last
+	// answer. Zero means 15s.
+	SampleEvery time.Duration
+	// SessionIdle is the sessions' idle expiry (auth.SessionsConfig.Idle):
+	// sessions unused for longer are not counted live. Zero: none.
+	SessionIdle time.Duration
 }
 
 // metric is one metric of the engine collector and how to read it.
@@ -50,6 +57,8 @@ type engine struct {
 	metrics []metric
 	outbox  [2]*prometheus.Desc
 	jobs    [2]*prometheus.Desc
+	sampled *sampled
+	latency *prometheus.Desc // the hub's time to last delivery
 	scrape  *prometheus.Desc
 }
 
@@ -91,6 +100,8 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 		add("sluice_hub_fill_failures_total", "Reads of missing changes that failed (retried).", c, func(s *snapshot) float64 { return float64(s.hub.FillFailures) })
 		add("sluice_hub_resets_total", "Scopes whose streams were told to re-read current state.", c, func(s *snapshot) float64 { return float64(s.hub.Resets) })
 		add("sluice_hub_degraded", "1 while NATS does not answer and scopes are followed from Postgres.", g, func(s *snapshot) float64 { return b(s.hub.Degraded) })
+		e.latency = prometheus.NewDesc("sluice_fanout_last_delivery_seconds",
+			"Per change handed out on this instance, the time from its commit to its write to the last stream here that got it.", nil, nil)
 	}
 	if src.Publisher != nil {
 		add("sluice_publisher_published_total", "Committed changes handed to NATS.", c, func(s *snapshot) float64 { return float64(s.pub.Published) })
@@ -119,6 +130,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 			prometheus.NewDesc("sluice_jobs", "Jobs by kind and state (queued, running, retrying, dead).", []string{"kind", "state"}, nil),
 			prometheus.NewDesc("sluice_jobs_oldest_due_age_seconds", "Age of the oldest job that is due and not finished, by kind.", []string{"kind"}, nil),
 		}
+		e.sampled = newSampled(src.Pool, src.SampleEvery, src.SessionIdle)
 	}
 	if src.NATS != nil {
 		add("sluice_nats_connected", "1 while the NATS connection is up.", g, func(s *snapshot) float64 { return b(s.up) })
@@ -126,7 +138,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 		add("sluice_nats_in_messages_total", "Messages received from NATS.", c, func(s *snapshot) float64 { return float64(s.nats.InMsgs) })
 		add("sluice_nats_out_messages_total", "Messages sent to NATS.", c, func(s *snapshot) float64 { return float64(s.nats.OutMsgs) })
 	}
-	e.scrape = prometheus.NewDesc("sluice_scrape_query_failed", "1 when this scrape's outbox or job query failed.", nil, nil)
+	e.scrape = prometheus.NewDesc("sluice_scrape_query_failed", "1 when a query of this scrape failed (outbox, jobs, sessions, history).", nil, nil)
 	return e
 }
 
@@ -135,11 +147,15 @@ func (e *engine) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range e.metrics {
 		ch <- m.desc
 	}
+	if e.latency != nil {
+		ch <- e.latency
+	}
 	if e.src.Pool != nil {
 		ch <- e.outbox[0]
 		ch <- e.outbox[1]
 		ch <- e.jobs[0]
 		ch <- e.jobs[1]
+		e.sampled.describe(ch)
 	}
 	ch <- e.scrape
 }
@@ -169,9 +185,17 @@ func (e *engine) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range e.metrics {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.read(&s))
 	}
+	if e.latency != nil {
+		h := s.hub.LastDelivery
+		ch <- prometheus.MustNewConstHistogram(e.latency, h.Count, h.Sum, h.Buckets)
+	}
 	failed := 0.0
 	if e.src.Pool != nil {
 		if err := e.collectQueries(ch); err != nil {
+			e.src.Logger.Warn("metrics query", "err", err)
+			failed = 1
+		}
+		if err := e.sampled.collect(ch); err != nil {
 			e.src.Logger.Warn("metrics query", "err", err)
 			failed = 1
 		}

@@ -111,3 +111,20 @@ func (i interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) con
 		return err
 	}
 }
+
+// WatchSessionCache exports the session cache's counters read by stats
+// (hits: bearer tokens resolved from the instance's cache; misses: read
+// from Postgres) as sluice_session_cache_hits_total and
+// sluice_session_cache_misses_total. Call it once.
+func (m *Metrics) WatchSessionCache(stats func() (hits, misses uint64)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_session_cache_hits_total",
+			Help: "Bearer session tokens resolved from this instance's session cache.",
+		}, func() float64 { h, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_session_cache_misses_total",
+			Help: "Bearer session tokens looked up in Postgres (not cached here, or cached too long ago).",
+		}, func() float64 { _, n := stats(); return float64(n) }),
+	)
+}

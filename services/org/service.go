@@ -321,7 +321,7 @@ type listMineCmd struct {
 // organization id order.
 func (s *Service) ListMyOrgs(ctx context.Context, req *connect.Request[orgv1.ListMyOrgsRequest]) (*connect.Response[orgv1.ListMyOrgsResponse], error) {
 	cmd := listMineCmd{PageSize: req.Msg.GetPageSize()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	after, err := edge.ParsePageToken("page_token", req.Msg.GetPageToken())
@@ -384,7 +384,7 @@ type teamCmd struct {
 // CreateTeam creates a team in an organization.
 func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.CreateTeamRequest]) (*connect.Response[orgv1.CreateTeamResponse], error) {
 	cmd := teamCmd{OrgID: req.Msg.GetOrgId(), Name: req.Msg.GetName()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	team := &orgv1.Team{Id: sync.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
@@ -410,7 +410,7 @@ type teamMemberCmd struct {
 // AddTeamMember adds a member of the organization to a team.
 func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.AddTeamMemberRequest]) (*connect.Response[orgv1.AddTeamMemberResponse], error) {
 	cmd := teamMemberCmd{OrgID: req.Msg.GetOrgId(), TeamID: req.Msg.GetTeamId(), UserID: req.Msg.GetUserId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
@@ -437,7 +437,7 @@ func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.
 // RemoveTeamMember removes a user from a team.
 func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[orgv1.RemoveTeamMemberRequest]) (*connect.Response[orgv1.RemoveTeamMemberResponse], error) {
 	cmd := teamMemberCmd{OrgID: req.Msg.GetOrgId(), TeamID: req.Msg.GetTeamId(), UserID: req.Msg.GetUserId()}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {

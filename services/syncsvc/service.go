@@ -294,7 +294,7 @@ type listCmd struct {
 // Lister every typed list shares.
 func (s *Service) List(ctx context.Context, req *connect.Request[syncv1.ListRequest]) (*connect.Response[syncv1.ListResponse], error) {
 	cmd := listCmd{Scope: req.Msg.GetScope(), Paging: Paging{BeforeSeq: req.Msg.GetBeforeSeq(), Limit: req.Msg.GetLimit()}}
-	if err := s.valid.Struct(cmd); err != nil {
+	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
 	if err := s.policies.Authorize(ctx, syncv1connect.SyncServiceListProcedure, authz.Resource{}); err != nil {

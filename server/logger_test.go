@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // carries its trace id.
 func TestLogFormatAndTraceIDs(t *testing.T) {
 	var b strings.Builder
-	log, err := newLogger("info", "json", &b)
+	log, err := NewLogger("info", "json", &b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestLogFormatAndTraceIDs(t *testing.T) {
 	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"traceId":"0af7651916cd43dd8448eb211c80319c"`) || !strings.Contains(line, `"procedure":"/a.v1.A/B"`) {
 		t.Fatalf("log line %q", line)
 	}
-	if _, err := newLogger("info", "xml", &b); err == nil {
+	if _, err := NewLogger("info", "xml", &b); err == nil {
 		t.Fatal("an unknown format was accepted")
 	}
 }
