@@ -36,7 +36,7 @@ import (
 	"github.com/sluicehq/sluice/sync"
 )
 
-// Config holds what the services need; cmd/sluiced builds every part.
+// Config holds what the services need; package server builds every part.
 type Config struct {
 	// Modules are the app's services, served beside the Framework ones.
 	// Nil means the reference app (ReferenceApp).

@@ -5,8 +5,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/services/auth"
+	"github.com/sluicehq/sluice/server"
 )
+
+// sessionIdle returns the idle timeout of the sessions of an instance with
+// fc (nil: none) and cfg.
+func sessionIdle(t *testing.T, fc *server.FileConfig, cfg server.Config) time.Duration {
+	t.Helper()
+	cfg.DevUsers = devUsers
+	s, err := server.OpenAuth(fc, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.Sessions.Idle
+}
 
 // TestSessionIdleSetting: -session-idle defaults to 2h, 0 turns idle
 // expiry off, the config file's auth.sessions.idle wins, and an idle
@@ -18,7 +31,7 @@ func TestSessionIdleSetting(t *testing.T) {
 		if err := fs.Parse(args); err != nil {
 			t.Fatalf("parse %q: %v", args, err)
 		}
-		return withIdle(auth.SessionsConfig{TTL: cfg.SessionTTL}, cfg.SessionIdle).Idle
+		return sessionIdle(t, nil, *cfg)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -36,11 +49,12 @@ func TestSessionIdleSetting(t *testing.T) {
 		}
 	}
 	// The config file's idle wins over the flag.
-	if got := withIdle(auth.SessionsConfig{Idle: 5 * time.Minute}, time.Hour).Idle; got != 5*time.Minute {
+	file := &server.FileConfig{Auth: server.AuthFileConfig{Sessions: server.SessionsFileConfig{Idle: 5 * time.Minute}}}
+	if got := sessionIdle(t, file, server.Config{SessionIdle: time.Hour}); got != 5*time.Minute {
 		t.Errorf("file idle 5m with -session-idle 1h = %v, want 5m", got)
 	}
 	// The zero Config is the documented default.
-	if got := withIdle(auth.SessionsConfig{}, 0).Idle; got != DefaultSessionIdle {
-		t.Errorf("zero Config idle = %v, want %v", got, DefaultSessionIdle)
+	if got := sessionIdle(t, nil, server.Config{}); got != server.DefaultSessionIdle {
+		t.Errorf("zero Config idle = %v, want %v", got, server.DefaultSessionIdle)
 	}
 }

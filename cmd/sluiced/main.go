@@ -26,7 +26,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -34,9 +33,8 @@ import (
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/sluicehq/sluice/authz"
+	"github.com/sluicehq/sluice/server"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
 )
@@ -80,10 +78,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // flags binds the configuration flags, with environment defaults.
-func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *server.Config, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := &Config{}
+	cfg := &server.Config{DevUsers: devUsers, Web: webApp()}
 	fs.StringVar(&cfg.Addr, "addr", envOr("SLUICE_ADDR", "127.0.0.1:8080"), "listen address (SLUICE_ADDR); :8080 for every interface")
 	fs.BoolVar(&cfg.InsecureDevUsers, "insecure-dev-users", os.Getenv("SLUICE_INSECURE_DEV_USERS") == "1", "serve the built-in development users (public passwords) on an address other than loopback (SLUICE_INSECURE_DEV_USERS=1); never for anything others can reach")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "Postgres URL (DATABASE_URL); default localhost:5432/sluice, else (when nothing answers there) a private cluster under -data-dir")
@@ -99,7 +97,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	fs.StringVar(&cfg.MailDomain, "mail-domain", os.Getenv("SLUICE_MAIL_DOMAIN"), "recipients are <user id>@<mail-domain> (SLUICE_MAIL_DOMAIN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("SLUICE_DATA_DIR", ".sluice"), "directory of the private Postgres cluster (SLUICE_DATA_DIR)")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", 24*time.Hour, "absolute session lifetime: no session outlives it, however much it is used")
-	cfg.SessionIdle = DefaultSessionIdle
+	cfg.SessionIdle = server.DefaultSessionIdle
 	fs.Func("session-idle", "end sessions unused this long (sliding expiry within -session-ttl; an open stream is use); 0: never (default 2h)", func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -126,52 +124,12 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *Config, *string) {
 	return fs, cfg, level
 }
 
-// newLogger returns the logger of the process: text or JSON (format) at
-// level, each line carrying the trace and span ids of the call it was
-// logged for, when the call is traced.
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	var h slog.Handler
-	switch format {
-	case "text", "":
-		h = slog.NewTextHandler(w, opts)
-	case "json":
-		h = slog.NewJSONHandler(w, opts)
-	default:
-		return nil, fmt.Errorf("log format %q: want text or json", format)
-	}
-	return slog.New(traceHandler{h}), nil
-}
-
-// traceHandler adds traceId and spanId to records logged with the context
-// of a traced call.
-type traceHandler struct{ slog.Handler }
-
-func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.AddAttrs(slog.String("traceId", sc.TraceID().String()), slog.String("spanId", sc.SpanID().String()))
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return traceHandler{h.Handler.WithAttrs(attrs)}
-}
-
-func (h traceHandler) WithGroup(name string) slog.Handler {
-	return traceHandler{h.Handler.WithGroup(name)}
-}
-
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, cfg, level := flags("serve", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, cfg.LogFormat, stderr)
+	log, err := server.NewLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -191,7 +149,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.TracerProvider = tp
 		log.Info("tracing to OTLP", "endpoint", envOr("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
 	}
-	app, err := Open(ctx, *cfg)
+	app, err := server.Open(ctx, *cfg)
 	if err != nil {
 		return err
 	}
@@ -204,7 +162,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("sluiced serving", "addr", ln.Addr().String())
 	if cfg.DebugAddr != "" {
-		stopDebug, _, err := serveDebug(cfg.DebugAddr, log)
+		stopDebug, _, err := server.ServeDebug(cfg.DebugAddr, log)
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -215,7 +173,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopDebug()
 	}
 	if cfg.OpsAddr != "" {
-		stopOps, _, err := serveAside("ops", cfg.OpsAddr, app.OpsHandler(), log)
+		stopOps, _, err := server.ServeAside("ops", cfg.OpsAddr, app.OpsHandler(), log)
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -245,21 +203,12 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, cfg.LogFormat, stderr)
+	log, err := server.NewLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
-	a := &App{cfg: *cfg, log: log}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		a.close(sctx)
-	}()
-	url, err := a.database(ctx)
-	if err != nil {
-		return err
-	}
-	if err := migrate(ctx, url); err != nil {
+	cfg.Logger = log
+	if err := server.Migrate(ctx, *cfg); err != nil {
 		return err
 	}
 	log.Info("migrations applied")
@@ -271,12 +220,12 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(*level, cfg.LogFormat, stderr)
+	log, err := server.NewLogger(*level, cfg.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
-	app, err := Open(ctx, *cfg)
+	app, err := server.Open(ctx, *cfg)
 	if err != nil {
 		return err
 	}
@@ -328,4 +277,11 @@ func serviceCredential(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "# Give the token to the service (Authorization: Bearer <token>); keep it secret:\n%s\n\n", token)
 	fmt.Fprintf(stdout, "# Add to the config file (only the hash is stored):\nservices:\n  - name: %s\n    secret_hash: %q\n", args[0], hash)
 	return nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

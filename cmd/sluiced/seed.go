@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/message/v1/messagev1connect"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
+	"github.com/sluicehq/sluice/server"
 )
 
 // seedUser is one development user's view of the in-process server.
@@ -34,7 +35,7 @@ type seedUser struct {
 // and #random with a few messages, color permissions for userA, and a
 // pending invitation of userC to a second organization "Beta" of userA, to
 // accept or decline in the web demo.
-func seed(ctx context.Context, app *App, out io.Writer) error {
+func seed(ctx context.Context, app *server.App, out io.Writer) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

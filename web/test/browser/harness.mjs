@@ -128,7 +128,7 @@ export class Server {
         if (res.ok && body.includes('id="app"')) return this;
         if (res.status === 404) {
           throw new Error(
-            `${this.name} answers GET / with 404: it does not serve the web app. Mount webHandler() (cmd/sluiced/web.go) as the fallback route in cmd/sluiced/app.go.`,
+            `${this.name} answers GET / with 404: it does not serve the web app. Pass the embedded web app as server.Config.Web (cmd/sluiced/web.go); server/web.go serves it as the fallback route.`,
           );
         }
       } catch (err) {
