@@ -24,7 +24,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -80,7 +80,7 @@ type Client struct {
 	hc   *http.Client
 	cfg  Config
 
-	mu    gosync.RWMutex
+	mu    sync.RWMutex
 	token string
 }
 

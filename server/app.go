@@ -13,7 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +36,7 @@ import (
 	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/ops"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Config is the configuration of one sluiced instance. The zero value of
@@ -177,13 +177,13 @@ type App struct {
 	pool       *pgxpool.Pool
 	nc         *nats.Conn
 	natsClosed chan struct{} // closed by nats.go once nc is closed
-	store      *sync.Store
-	pub        *sync.Publisher
-	relay      *sync.Relay
-	worker     *sync.Worker
-	presence   *sync.Presence
-	hub        *sync.Hub
-	streamer   *sync.Streamer
+	store      *engine.Store
+	pub        *engine.Publisher
+	relay      *engine.Relay
+	worker     *engine.Worker
+	presence   *engine.Presence
+	hub        *engine.Hub
+	streamer   *engine.Streamer
 	services   *services.Server
 	metrics    *ops.Metrics
 	bg         *background // the engine's running components
@@ -195,10 +195,10 @@ type App struct {
 	// refusals are counted in sluice_connections_refused_total).
 	limited atomic.Pointer[edge.LimitListener]
 
-	httpMu   gosync.Mutex // guards http and stopping
+	httpMu   sync.Mutex // guards http and stopping
 	stopping bool
 
-	stopOnce gosync.Once
+	stopOnce sync.Once
 	stopErr  error
 }
 
@@ -255,7 +255,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		pcfg.MaxConns = 16
 	}
 	if cfg.TracerProvider != nil {
-		pcfg.ConnConfig.Tracer = sync.QueryTracer(cfg.TracerProvider)
+		pcfg.ConnConfig.Tracer = engine.QueryTracer(cfg.TracerProvider)
 	}
 	if a.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("postgres pool: %w", err)
@@ -264,14 +264,14 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 
-	a.pub = sync.NewPublisher(a.nc, a.pool, sync.PublisherConfig{Prefix: cfg.NATSPrefix, Logger: a.log, TracerProvider: cfg.TracerProvider})
-	var notifier sync.Notifier = a.pub
+	a.pub = engine.NewPublisher(a.nc, a.pool, engine.PublisherConfig{Prefix: cfg.NATSPrefix, Logger: a.log, TracerProvider: cfg.TracerProvider})
+	var notifier engine.Notifier = a.pub
 	if cfg.NoPublish {
 		notifier = nil
 	}
-	a.store = sync.NewStore(a.pool, sync.StoreConfig{Notifier: notifier, Logger: a.log, TracerProvider: cfg.TracerProvider})
-	a.hub = sync.NewHub(a.nc, a.store, sync.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log, TracerProvider: cfg.TracerProvider})
-	a.relay = sync.NewRelay(a.nc, a.pool, sync.RelayConfig{
+	a.store = engine.NewStore(a.pool, engine.StoreConfig{Notifier: notifier, Logger: a.log, TracerProvider: cfg.TracerProvider})
+	a.hub = engine.NewHub(a.nc, a.store, engine.HubConfig{Prefix: cfg.NATSPrefix, Logger: a.log, TracerProvider: cfg.TracerProvider})
+	a.relay = engine.NewRelay(a.nc, a.pool, engine.RelayConfig{
 		Prefix:       cfg.NATSPrefix,
 		Interval:     cfg.RelayInterval,
 		Grace:        cfg.RelayGrace,
@@ -279,8 +279,8 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 		KeepPerScope: cfg.KeepPerScope,
 		Logger:       a.log,
 	})
-	a.presence = sync.NewPresence(a.pool, a.hub, sync.PresenceConfig{Logger: a.log})
-	a.streamer = sync.NewStreamer(a.store, a.hub, sync.StreamerConfig{Heartbeat: cfg.Heartbeat, Buffer: cfg.StreamBuffer, MaxSnapshot: cfg.MaxSnapshot, Logger: a.log})
+	a.presence = engine.NewPresence(a.pool, a.hub, engine.PresenceConfig{Logger: a.log})
+	a.streamer = engine.NewStreamer(a.store, a.hub, engine.StreamerConfig{Heartbeat: cfg.Heartbeat, Buffer: cfg.StreamBuffer, MaxSnapshot: cfg.MaxSnapshot, Logger: a.log})
 	a.metrics = ops.NewMetrics(services.Procedures())
 	a.metrics.Registry().MustRegister(ops.NewEngineCollector(ops.Sources{
 		Hub: a.hub, Streamer: a.streamer, Publisher: a.pub, Relay: a.relay, Pool: a.pool, NATS: a.nc, Logger: a.log,
@@ -325,7 +325,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.worker = sync.NewWorker(a.pool, notify.Handlers(a.store, mail, a.log), sync.WorkerConfig{Logger: a.log})
+	a.worker = engine.NewWorker(a.pool, notify.Handlers(a.store, mail, a.log), engine.WorkerConfig{Logger: a.log})
 	// Stopped in the reverse order (see background).
 	a.bg.start("publisher", a.pub.Run)
 	a.bg.start("hub", a.hub.Run)

@@ -11,7 +11,7 @@ import (
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // cascadeOrg is an organization of alice (owner) with bob (member) and
@@ -205,7 +205,7 @@ func TestStaleChannelMembershipGrantsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Write the stale rows behind the services' back.
-	if _, err := app.store.Update(ctx, "test", func(ctx context.Context, tx *sync.Tx) error {
+	if _, err := app.store.Update(ctx, "test", func(ctx context.Context, tx *engine.Tx) error {
 		for _, m := range []struct{ ch, user string }{{c.generalCh, "bob"}, {c.generalCh, "carol"}} {
 			if _, err := tx.Put(ctx, "chanmember/"+m.ch+"/"+m.user, "channel/"+m.ch, &channelv1.ChannelMember{ChannelId: m.ch, UserId: m.user}); err != nil {
 				return err
@@ -226,7 +226,7 @@ func TestStaleChannelMembershipGrantsNothing(t *testing.T) {
 	// Live: a stream admitted while the standing held is revoked when it
 	// stops holding, even if the channel membership row stays.
 	s := channelStream(t, c.bob, c.teamCh)
-	if _, err := app.store.Update(ctx, "test", func(ctx context.Context, tx *sync.Tx) error {
+	if _, err := app.store.Update(ctx, "test", func(ctx context.Context, tx *engine.Tx) error {
 		_, err := tx.Delete(ctx, "teammember/"+c.orgID+"/"+c.teamID+"/bob")
 		return err
 	}); err != nil {

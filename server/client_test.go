@@ -7,7 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +26,7 @@ import (
 // when a connection dies while the response is on its way.
 type loseFirstAnswer struct {
 	next http.RoundTripper
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	lost bool
 	keys []string
 }
@@ -116,7 +116,7 @@ func TestGoClientStreamResumes(t *testing.T) {
 	}
 	writer := login(t, app.url, "alice")
 	const total = 9
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var got []int64
 	synced := make(chan struct{}, 10)
 	resumes := 0

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,7 +68,7 @@ func TestSubscribeRace(t *testing.T) {
 
 	const writes = 150
 	const streams = 12
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	var final int64
 	wg.Add(1)
 	go func() {

@@ -32,7 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -154,13 +154,13 @@ type faultEnv struct {
 	stopW   chan struct{}
 	wctx    context.Context
 	wcancel context.CancelFunc
-	wwg     gosync.WaitGroup
+	wwg     sync.WaitGroup
 	sctx    context.Context
 	scancel context.CancelFunc
-	swg     gosync.WaitGroup
+	swg     sync.WaitGroup
 	stopped bool
 
-	pgMu gosync.Mutex // guards pg
+	pgMu sync.Mutex // guards pg
 	pg   *pgx.Conn
 }
 
@@ -751,7 +751,7 @@ type faultWriter struct {
 	token string
 	users []userv1connect.UserServiceClient // one per instance
 
-	mu        gosync.Mutex
+	mu        sync.Mutex
 	inst      int
 	n         int   // logical writes begun
 	version   int64 // last version acknowledged
@@ -914,7 +914,7 @@ type faultSub struct {
 	pauseReq chan time.Duration
 	paused   atomic.Bool
 
-	mu        gosync.Mutex
+	mu        sync.Mutex
 	inst      int
 	version   map[string]int64 // record key -> version held
 	seq       map[string]int64 // scope -> last seq

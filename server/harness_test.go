@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +59,7 @@ type testApp struct {
 	*App
 	url      string
 	done     chan error
-	stopOnce gosync.Once
+	stopOnce sync.Once
 }
 
 // baseConfig returns a config on a fresh database with cheap test users.

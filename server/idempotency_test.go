@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +54,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		t.Fatalf("retry answered %v, want the original %v", again, first)
 	}
 	// Two attempts racing with one key still write once.
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	results := make([]*messagev1.PostMessageResponse, 4)
 	for i := range results {
 		wg.Add(1)

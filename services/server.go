@@ -33,7 +33,7 @@ import (
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/services/ops"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Config holds what the services need; package server builds every part.
@@ -41,14 +41,14 @@ type Config struct {
 	// Modules are the app's services, served beside the Framework ones.
 	// Nil means the reference app (ReferenceApp).
 	Modules []kit.Module
-	Store   *sync.Store
+	Store   *engine.Store
 	// Streamer runs record streams.
-	Streamer *sync.Streamer
+	Streamer *engine.Streamer
 	// Hub carries ephemeral signals (typing).
-	Hub *sync.Hub
+	Hub *engine.Hub
 	// Presence tracks who is online in the scope types that modules name;
 	// nil disables presence.
-	Presence *sync.Presence
+	Presence *engine.Presence
 	// Login checks usernames and passwords (the authenticator chain).
 	// Required.
 	Login auth.PasswordAuthenticator

@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,10 +18,10 @@ import (
 type SMTPSink struct {
 	t   testing.TB
 	ln  net.Listener
-	wg  gosync.WaitGroup
+	wg  sync.WaitGroup
 	sec *SMTPSecure
 
-	mu       gosync.Mutex
+	mu       sync.Mutex
 	conns    map[net.Conn]bool
 	failData int // DATA is answered 451 while this is positive
 	refused  int // DATA commands answered 451

@@ -8,14 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/authz"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Scopes maps the keys of fact records to their scopes without a database
@@ -73,21 +73,21 @@ func (s *Scopes) Of(key string) (string, bool) {
 // only after every read in it was requested, so no caller ever gets a
 // version older than the state at its request. Safe for concurrent use.
 type Loader struct {
-	store  *sync.Store
+	store  *engine.Store
 	scopes *Scopes
 
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	pending map[string][]chan loaded // reads waiting for the next batch
 	running bool                     // a batch leader is collecting or querying
 }
 
 type loaded struct {
-	c   *sync.Change
+	c   *engine.Change
 	err error
 }
 
 // NewLoader returns a Loader.
-func NewLoader(store *sync.Store, scopes *Scopes) *Loader {
+func NewLoader(store *engine.Store, scopes *Scopes) *Loader {
 	return &Loader{store: store, scopes: scopes, pending: make(map[string][]chan loaded)}
 }
 
@@ -95,7 +95,7 @@ func NewLoader(store *sync.Store, scopes *Scopes) *Loader {
 // first caller without a batch running leads: it runs batches until no
 // read is waiting. Every waiter is answered by a query that started after
 // it registered.
-func (l *Loader) load(ctx context.Context, key string) (*sync.Change, error) {
+func (l *Loader) load(ctx context.Context, key string) (*engine.Change, error) {
 	ch := make(chan loaded, 1)
 	l.mu.Lock()
 	l.pending[key] = append(l.pending[key], ch)
@@ -132,7 +132,7 @@ func (l *Loader) lead() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		recs, err := l.store.Records(ctx, keys)
 		cancel()
-		byKey := make(map[string]*sync.Change, len(recs))
+		byKey := make(map[string]*engine.Change, len(recs))
 		for i := range recs {
 			byKey[recs[i].Key] = &recs[i]
 		}
@@ -151,8 +151,8 @@ func (l *Loader) Facts() *Facts { return &Facts{l: l} }
 // concurrent use.
 type Facts struct {
 	l    *Loader
-	mu   gosync.Mutex
-	deps []sync.Dep
+	mu   sync.Mutex
+	deps []engine.Dep
 }
 
 var _ authz.Facts = (*Facts)(nil)
@@ -171,7 +171,7 @@ func (f *Facts) Get(ctx context.Context, key string, msg proto.Message) (bool, e
 		return false, fmt.Errorf("fact %s: key type has no known scope", key)
 	}
 	f.mu.Lock()
-	f.deps = append(f.deps, sync.Dep{Key: key, Scope: scope})
+	f.deps = append(f.deps, engine.Dep{Key: key, Scope: scope})
 	f.mu.Unlock()
 	rec, err := f.l.load(ctx, key)
 	if err != nil {
@@ -187,36 +187,36 @@ func (f *Facts) Get(ctx context.Context, key string, msg proto.Message) (bool, e
 }
 
 // Deps returns the records read so far.
-func (f *Facts) Deps() []sync.Dep {
+func (f *Facts) Deps() []engine.Dep {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]sync.Dep(nil), f.deps...)
+	return append([]engine.Dep(nil), f.deps...)
 }
 
 // TxFacts returns Facts that read through a write transaction and lock
 // what they read until it ends, so a decision cannot be overtaken by a
 // concurrent change of the records it rests on.
-func TxFacts(tx *sync.Tx) authz.Facts { return txFacts{tx: tx} }
+func TxFacts(tx *engine.Tx) authz.Facts { return txFacts{tx: tx} }
 
-type txFacts struct{ tx *sync.Tx }
+type txFacts struct{ tx *engine.Tx }
 
 func (t txFacts) Get(ctx context.Context, key string, msg proto.Message) (bool, error) {
 	_, err := t.tx.Get(ctx, key, msg)
-	if errors.Is(err, sync.ErrNotFound) {
+	if errors.Is(err, engine.ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
 // ReadGuard checks the read rule of scope for the principal of ctx and
-// returns the records the decision read and a sync.Guard that decides
+// returns the records the decision read and a engine.Guard that decides
 // again when they change: access stays live for the stream's lifetime.
-func (l *Loader) ReadGuard(ctx context.Context, reads *authz.ReadRules, scope string) ([]sync.Dep, sync.Guard, error) {
+func (l *Loader) ReadGuard(ctx context.Context, reads *authz.ReadRules, scope string) ([]engine.Dep, engine.Guard, error) {
 	facts := l.Facts()
 	if err := reads.CanRead(ctx, scope, facts); err != nil {
 		return nil, nil, err
 	}
-	guard := func(ctx context.Context) ([]sync.Dep, bool, error) {
+	guard := func(ctx context.Context) ([]engine.Dep, bool, error) {
 		facts := l.Facts()
 		err := reads.CanRead(ctx, scope, facts)
 		var d *authz.Denial

@@ -15,14 +15,14 @@ import (
 	colorv1 "github.com/sluicehq/sluice/gen/sluice/color/v1"
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
 	"github.com/sluicehq/sluice/internal/testenv"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // revokeEnv is the engine with a fact-based read rule: scope room/<id> is
 // readable by user u while the record grant/<id>.<u> exists.
 type revokeEnv struct {
-	store    *sync.Store
-	streamer *sync.Streamer
+	store    *engine.Store
+	streamer *engine.Streamer
 	loader   *Loader
 	reads    *authz.ReadRules
 }
@@ -45,10 +45,10 @@ func newRevokeEnv(b testing.TB) *revokeEnv {
 	}
 	b.Cleanup(nc.Close)
 	prefix := testenv.Prefix()
-	pub := sync.NewPublisher(nc, pool, sync.PublisherConfig{Prefix: prefix})
+	pub := engine.NewPublisher(nc, pool, engine.PublisherConfig{Prefix: prefix})
 	runB(b, pub)
-	store := sync.NewStore(pool, sync.StoreConfig{Notifier: pub})
-	hub := sync.NewHub(nc, store, sync.HubConfig{Prefix: prefix})
+	store := engine.NewStore(pool, engine.StoreConfig{Notifier: pub})
+	hub := engine.NewHub(nc, store, engine.HubConfig{Prefix: prefix})
 	runB(b, hub)
 	reads, err := authz.NewReadRules(authz.ReadRule{Type: "room", Description: "holders of a grant",
 		Check: func(ctx context.Context, p *authz.Principal, id string, f authz.Facts) error {
@@ -66,13 +66,13 @@ func newRevokeEnv(b testing.TB) *revokeEnv {
 	}
 	return &revokeEnv{
 		store:    store,
-		streamer: sync.NewStreamer(store, hub, sync.StreamerConfig{Heartbeat: time.Hour}),
+		streamer: engine.NewStreamer(store, hub, engine.StreamerConfig{Heartbeat: time.Hour}),
 		loader:   NewLoader(store, NewScopes("grant")),
 		reads:    reads,
 	}
 }
 
-func (e *revokeEnv) write(b testing.TB, fn func(ctx context.Context, tx *sync.Tx) error) {
+func (e *revokeEnv) write(b testing.TB, fn func(ctx context.Context, tx *engine.Tx) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := e.store.Update(ctx, "bench", fn); err != nil {
@@ -83,7 +83,7 @@ func (e *revokeEnv) write(b testing.TB, fn func(ctx context.Context, tx *sync.Tx
 // grant gives users the grant of room in one transaction.
 func (e *revokeEnv) grant(b testing.TB, room string, users []string) {
 	for chunk := range slices.Chunk(users, 500) {
-		e.write(b, func(ctx context.Context, tx *sync.Tx) error {
+		e.write(b, func(ctx context.Context, tx *engine.Tx) error {
 			for _, u := range chunk {
 				key := "grant/" + room + "." + u
 				if _, err := tx.Put(ctx, key, key, &colorv1.Permissions{UserId: u}); err != nil {
@@ -112,8 +112,8 @@ func (e *revokeEnv) open(b testing.TB, room string, users []string) map[string]c
 			b.Fatal(err)
 		}
 		go func() {
-			_ = e.streamer.Stream(uctx, sync.Targets{Scopes: []sync.ScopeTarget{{Scope: scope, Deps: deps, Guard: guard}}},
-				sync.SinkFunc(func(ev *syncv1.SubscribeResponse) error {
+			_ = e.streamer.Stream(uctx, engine.Targets{Scopes: []engine.ScopeTarget{{Scope: scope, Deps: deps, Guard: guard}}},
+				engine.SinkFunc(func(ev *syncv1.SubscribeResponse) error {
 					switch {
 					case ev.GetSynced() != nil:
 						synced <- struct{}{}
@@ -170,7 +170,7 @@ func BenchmarkRevokeOne(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				u := us[i%n]
 				var committed time.Time
-				e.write(b, func(ctx context.Context, tx *sync.Tx) error {
+				e.write(b, func(ctx context.Context, tx *engine.Tx) error {
 					_, err := tx.Delete(ctx, "grant/r."+u)
 					return err
 				})
@@ -205,7 +205,7 @@ func BenchmarkRevokeAll(b *testing.B) {
 				e.grant(b, room, us)
 				revoked := e.open(b, room, us)
 				b.StartTimer()
-				e.write(b, func(ctx context.Context, tx *sync.Tx) error {
+				e.write(b, func(ctx context.Context, tx *engine.Tx) error {
 					for _, u := range us {
 						if _, err := tx.Delete(ctx, "grant/"+room+"."+u); err != nil {
 							return err

@@ -13,7 +13,7 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // MaxQuestions bounds one Check or Watch request.
@@ -24,7 +24,7 @@ type Service struct {
 	policies *authz.Table
 	reads    *authz.ReadRules
 	loader   *Loader
-	streamer *sync.Streamer
+	streamer *engine.Streamer
 	streams  *auth.Streams
 	valid    *edge.Validator
 }
@@ -33,7 +33,7 @@ var _ accessv1connect.AccessServiceHandler = (*Service)(nil)
 
 // NewService returns the AccessService. Watch streams live as long as
 // streams allows: until shutdown or the session ends.
-func NewService(policies *authz.Table, reads *authz.ReadRules, loader *Loader, streamer *sync.Streamer, streams *auth.Streams, valid *edge.Validator) *Service {
+func NewService(policies *authz.Table, reads *authz.ReadRules, loader *Loader, streamer *engine.Streamer, streams *auth.Streams, valid *edge.Validator) *Service {
 	return &Service{policies: policies, reads: reads, loader: loader, streamer: streamer, streams: streams, valid: valid}
 }
 
@@ -97,7 +97,7 @@ func (s *Service) Watch(ctx context.Context, req *connect.Request[accessv1.Watch
 	}
 	defer release()
 	var last []*accessv1.Answer
-	eval := func(ctx context.Context) ([]sync.Dep, error) {
+	eval := func(ctx context.Context) ([]engine.Dep, error) {
 		answers, deps, err := s.answer(ctx, cmd)
 		if err != nil {
 			return nil, err
@@ -124,7 +124,7 @@ func (s *Service) Watch(ctx context.Context, req *connect.Request[accessv1.Watch
 
 // answer decides every question with one facts recorder and returns the
 // records the decisions read.
-func (s *Service) answer(ctx context.Context, cmd questionsCmd) ([]*accessv1.Answer, []sync.Dep, error) {
+func (s *Service) answer(ctx context.Context, cmd questionsCmd) ([]*accessv1.Answer, []engine.Dep, error) {
 	p := authz.PrincipalFrom(ctx)
 	facts := s.loader.Facts()
 	answers := make([]*accessv1.Answer, len(cmd.Questions))

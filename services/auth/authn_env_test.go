@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,12 +17,12 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/auth/v1/authv1connect"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // logBuffer collects slog output; it is safe for concurrent use.
 type logBuffer struct {
-	mu  gosync.Mutex
+	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
@@ -56,7 +56,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // testStore returns a Store on a fresh, migrated database.
-func testStore(t *testing.T) *sync.Store {
+func testStore(t *testing.T) *engine.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -65,7 +65,7 @@ func testStore(t *testing.T) *sync.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return sync.NewStore(pool, sync.StoreConfig{})
+	return engine.NewStore(pool, engine.StoreConfig{})
 }
 
 // authServer is the AuthService behind the production interceptors, on

@@ -19,7 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -101,9 +101,9 @@ type JWTAuthenticator struct {
 	static []verifyKey
 	log    *slog.Logger
 
-	fetchMu gosync.Mutex // one JWKS fetch at a time
+	fetchMu sync.Mutex // one JWKS fetch at a time
 
-	mu          gosync.Mutex
+	mu          sync.Mutex
 	remote      []verifyKey
 	fetched     bool // a fetch has succeeded
 	lastAttempt time.Time

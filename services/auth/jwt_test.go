@@ -19,7 +19,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,7 +48,7 @@ func (k signingKey) public() jose.JSONWebKey {
 }
 
 // Keys are generated once per test binary: RSA generation is slow.
-var testKeys = gosync.OnceValue(func() map[string]signingKey {
+var testKeys = sync.OnceValue(func() map[string]signingKey {
 	rsa1, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		panic(err)
@@ -132,7 +132,7 @@ func rawToken(t testing.TB, header map[string]any, c claims, mac func(signingInp
 // jwksServer serves a JWK set that a test can change, and counts fetches.
 type jwksServer struct {
 	*httptest.Server
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 	status  int
 	fetches atomic.Int64

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -160,7 +160,7 @@ func costOf(hash string) (hashCost, error) {
 // every users file of the process (a reload with the same costs does not
 // pay for new ones).
 var dummyHashes = struct {
-	gosync.Mutex
+	sync.Mutex
 	m map[hashCost]string
 }{m: map[hashCost]string{}}
 

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // SessionsConfig configures Sessions. The zero value of each field is its
@@ -39,14 +39,14 @@ type SessionsConfig struct {
 // a short-lived cache in front of Postgres, and tells streams when their
 // session ends. It is safe for concurrent use.
 type Sessions struct {
-	store *sync.Store
+	store *engine.Store
 	cfg   SessionsConfig
 	// fresh is how long a cached answer is used: CacheTTL, or TouchEvery
 	// if shorter, so that use served from the cache is still recorded in
 	// time to keep the session from going idle.
 	fresh time.Duration
 
-	mu       gosync.Mutex
+	mu       sync.Mutex
 	cache    map[string]cached // by token hash
 	live     map[int64]liveAt  // Live answers, by session id
 	watchers map[int64]map[*revokeHook]struct{}
@@ -70,7 +70,7 @@ const maxCached = 100_000
 // NewSessions returns Sessions on store. A revoked session may still be
 // accepted by another instance for up to cfg.CacheTTL; on the instance
 // that revoked it, it ends at once.
-func NewSessions(store *sync.Store, cfg SessionsConfig) *Sessions {
+func NewSessions(store *engine.Store, cfg SessionsConfig) *Sessions {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 24 * time.Hour
 	}
@@ -115,7 +115,7 @@ func (s *Sessions) Create(ctx context.Context, id Identity) (token string, expir
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("client data: %w", err)
 	}
-	sess, err := s.store.CreateSession(ctx, sync.Session{
+	sess, err := s.store.CreateSession(ctx, engine.Session{
 		TokenHash:  hashToken(token),
 		UserID:     id.ID,
 		Roles:      normalizeRoles(id.Roles),
@@ -159,7 +159,7 @@ func (s *Sessions) Principal(ctx context.Context, token string) (*authz.Principa
 	s.mu.Unlock()
 	s.misses.Add(1)
 	sess, err := s.store.ActiveSession(ctx, hash, s.cfg.Idle, s.cfg.TouchEvery)
-	if errors.Is(err, sync.ErrNotFound) {
+	if errors.Is(err, engine.ErrNotFound) {
 		return nil, authz.ErrUnauthenticated
 	}
 	if err != nil {

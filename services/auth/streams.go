@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Streams bounds the life of server streams: each one ends when the server
@@ -33,11 +33,11 @@ type Streams struct {
 	base     context.Context
 	shutdown context.CancelFunc
 
-	mu         gosync.Mutex
+	mu         sync.Mutex
 	held       map[int64]*heldSession
 	users      map[string]*userLoad // streams and targets per principal id
 	perSession map[int64]int        // open streams per session id
-	outage     sync.Outage          // session checks failing while Postgres is down
+	outage     engine.Outage        // session checks failing while Postgres is down
 }
 
 // StreamLimits bound the streams a user holds open on one instance. Zero

@@ -3,7 +3,7 @@ package auth
 import (
 	"net/netip"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 )
 
@@ -77,7 +77,7 @@ type throttle struct {
 	user  *buckets // username, from addresses not known for it
 	addr  *buckets
 	known *knownAddrs
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	noop  bool
 }
 

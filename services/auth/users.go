@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -46,7 +46,7 @@ type fileUser struct {
 // mixes argon2id and bcrypt hashes thus makes every login pay for both;
 // keep one kind and cost per file.
 type Users struct {
-	mu      gosync.RWMutex
+	mu      sync.RWMutex
 	users   map[string]User
 	costs   map[string]hashCost // username -> cost of their hash
 	dummies []costHash          // one per cost in the file, sorted

@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	gosync "sync"
+	"sync"
 	"time"
 )
 
@@ -30,7 +30,7 @@ type UsersFile struct {
 
 	stop chan struct{}
 	done chan struct{}
-	once gosync.Once
+	once sync.Once
 }
 
 var _ PasswordAuthenticator = (*UsersFile)(nil)

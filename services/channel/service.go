@@ -19,12 +19,12 @@ import (
 	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/services/notify"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Service implements sluice.channel.v1.ChannelService.
 type Service struct {
-	store    *sync.Store
+	store    *engine.Store
 	policies *authz.Table
 	loader   *access.Loader
 	valid    *edge.Validator
@@ -39,7 +39,7 @@ func (s *Service) steps() kit.Steps {
 
 // NewService returns the ChannelService; loader gives the facts of
 // read-only calls.
-func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, valid *edge.Validator) *Service {
+func NewService(store *engine.Store, policies *authz.Table, loader *access.Loader, valid *edge.Validator) *Service {
 	return &Service{store: store, policies: policies, loader: loader, valid: valid}
 }
 
@@ -167,7 +167,7 @@ type createCmd struct {
 // message and notifications for who may join it, in one transaction.
 func (s *Service) CreateChannel(ctx context.Context, req *connect.Request[channelv1.CreateChannelRequest]) (*connect.Response[channelv1.CreateChannelResponse], error) {
 	cmd := createCmd{OrgID: req.Msg.GetOrgId(), Name: req.Msg.GetName(), TeamID: req.Msg.GetTeamId()}
-	id := m.ChannelID(cmd.OrgID, sync.NewID())
+	id := m.ChannelID(cmd.OrgID, engine.NewID())
 	changes, err := s.steps().Write(ctx, channelv1connect.ChannelServiceCreateChannelProcedure, cmd,
 		authz.Question{Params: map[string]string{"org_id": cmd.OrgID, "team_id": cmd.TeamID}},
 		func(ctx context.Context, c kit.Call) error {
@@ -185,7 +185,7 @@ func (s *Service) CreateChannel(ctx context.Context, req *connect.Request[channe
 			if _, err := tx.Put(ctx, m.ChanMemberKey(ch.Id, p.ID), scope, &channelv1.ChannelMember{ChannelId: ch.Id, UserId: p.ID}); err != nil {
 				return err
 			}
-			id := sync.NewID()
+			id := engine.NewID()
 			if _, err := tx.Put(ctx, m.MessageKey(ch.Id, id), scope, &messagev1.Message{
 				Id: id, ChannelId: ch.Id, Author: p.ID, System: true, Text: p.ID + " created #" + cmd.Name,
 			}); err != nil {
@@ -251,14 +251,14 @@ func (s *Service) decode(ctx context.Context, id string) (string, error) {
 
 // change authorizes procedure on channel id over locked facts and runs fn
 // (kit.Steps: the resource comes from the policy's resolver).
-func (s *Service) change(ctx context.Context, procedure, id, _ string, fn func(ctx context.Context, tx *sync.Tx, p *authz.Principal) (sync.Change, error)) (sync.Change, error) {
+func (s *Service) change(ctx context.Context, procedure, id, _ string, fn func(ctx context.Context, tx *engine.Tx, p *authz.Principal) (engine.Change, error)) (engine.Change, error) {
 	changes, err := s.steps().Write(ctx, procedure, nil, authz.Question{Params: map[string]string{"channel_id": id}},
 		func(ctx context.Context, c kit.Call) error {
 			_, err := fn(ctx, c.Tx, c.Principal)
 			return err
 		})
 	if err != nil {
-		return sync.Change{}, err
+		return engine.Change{}, err
 	}
 	return changes[len(changes)-1], nil
 }
@@ -270,19 +270,19 @@ func (s *Service) JoinChannel(ctx context.Context, req *connect.Request[channelv
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.change(ctx, channelv1connect.ChannelServiceJoinChannelProcedure, id, org, func(ctx context.Context, tx *sync.Tx, p *authz.Principal) (sync.Change, error) {
+	c, err := s.change(ctx, channelv1connect.ChannelServiceJoinChannelProcedure, id, org, func(ctx context.Context, tx *engine.Tx, p *authz.Principal) (engine.Change, error) {
 		ch := &channelv1.Channel{}
 		if _, err := tx.Get(ctx, m.ChannelKey(id), ch); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if ch.GetArchived() {
-			return sync.Change{}, edge.Precondition("the channel is archived")
+			return engine.Change{}, edge.Precondition("the channel is archived")
 		}
 		key := m.ChanMemberKey(id, p.ID)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
-			return sync.Change{}, edge.Precondition("already a member")
-		} else if !errors.Is(err, sync.ErrNotFound) {
-			return sync.Change{}, err
+			return engine.Change{}, edge.Precondition("already a member")
+		} else if !errors.Is(err, engine.ErrNotFound) {
+			return engine.Change{}, err
 		}
 		return tx.Put(ctx, key, m.ChannelKey(id), &channelv1.ChannelMember{ChannelId: id, UserId: p.ID})
 	})
@@ -299,7 +299,7 @@ func (s *Service) LeaveChannel(ctx context.Context, req *connect.Request[channel
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.change(ctx, channelv1connect.ChannelServiceLeaveChannelProcedure, id, org, func(ctx context.Context, tx *sync.Tx, p *authz.Principal) (sync.Change, error) {
+	c, err := s.change(ctx, channelv1connect.ChannelServiceLeaveChannelProcedure, id, org, func(ctx context.Context, tx *engine.Tx, p *authz.Principal) (engine.Change, error) {
 		return tx.Delete(ctx, m.ChanMemberKey(id, p.ID))
 	})
 	if err != nil {
@@ -315,10 +315,10 @@ func (s *Service) ArchiveChannel(ctx context.Context, req *connect.Request[chann
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.change(ctx, channelv1connect.ChannelServiceArchiveChannelProcedure, id, org, func(ctx context.Context, tx *sync.Tx, _ *authz.Principal) (sync.Change, error) {
+	c, err := s.change(ctx, channelv1connect.ChannelServiceArchiveChannelProcedure, id, org, func(ctx context.Context, tx *engine.Tx, _ *authz.Principal) (engine.Change, error) {
 		ch := &channelv1.Channel{}
 		if _, err := tx.Get(ctx, m.ChannelKey(id), ch); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		ch.Archived = true
 		return tx.Put(ctx, m.ChannelKey(id), m.ChannelKey(id), ch)

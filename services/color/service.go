@@ -15,7 +15,7 @@ import (
 	"github.com/sluicehq/sluice/gen/sluice/color/v1/colorv1connect"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Record keys of the demo.
@@ -149,7 +149,7 @@ func (s *Service) SetPermission(ctx context.Context, req *connect.Request[colorv
 		authz.Question{Params: map[string]string{"user_id": cmd.UserID}},
 		func(ctx context.Context, c kit.Call) error {
 			perm := &colorv1.Permissions{}
-			if _, err := c.Tx.Get(ctx, key, perm); err != nil && !errors.Is(err, sync.ErrNotFound) {
+			if _, err := c.Tx.Get(ctx, key, perm); err != nil && !errors.Is(err, engine.ErrNotFound) {
 				return err
 			}
 			perm.UserId = cmd.UserID

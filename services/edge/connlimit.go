@@ -3,7 +3,7 @@ package edge
 import (
 	"net"
 	"net/netip"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 )
 
@@ -40,7 +40,7 @@ type LimitListener struct {
 	trusted []netip.Prefix
 	refused atomic.Int64
 
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	open map[netip.Addr]int
 }
 
@@ -121,7 +121,7 @@ func (l *LimitListener) release(key netip.Addr) {
 // limitedConn gives its slot back once, on the first Close.
 type limitedConn struct {
 	net.Conn
-	once    gosync.Once
+	once    sync.Once
 	release func()
 }
 

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/sluicehq/sluice/authz"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Errors returned by services that the edge maps to codes.
@@ -112,19 +112,19 @@ func ToConnect(log *slog.Logger, procedure string, err error) error {
 		return clientError(connect.CodePermissionDenied, denial.Error())
 	case errors.Is(err, authz.ErrUnauthenticated):
 		return clientError(connect.CodeUnauthenticated, "missing, invalid or expired credentials")
-	case errors.Is(err, authz.ErrHidden), errors.Is(err, sync.ErrNotFound):
+	case errors.Is(err, authz.ErrHidden), errors.Is(err, engine.ErrNotFound):
 		return clientError(connect.CodeNotFound, "not found")
 	case errors.Is(err, authz.ErrDenied):
 		return clientError(connect.CodePermissionDenied, "permission denied")
-	case errors.Is(err, sync.ErrIdempotencyMismatch):
-		return clientError(connect.CodeFailedPrecondition, sync.ErrIdempotencyMismatch.Error())
-	case errors.Is(err, sync.ErrConflict):
+	case errors.Is(err, engine.ErrIdempotencyMismatch):
+		return clientError(connect.CodeFailedPrecondition, engine.ErrIdempotencyMismatch.Error())
+	case errors.Is(err, engine.ErrConflict):
 		return clientError(connect.CodeAborted, "conflicting write")
-	case errors.Is(err, sync.ErrRetry):
+	case errors.Is(err, engine.ErrRetry):
 		return clientError(connect.CodeAborted, "transaction conflict; retry")
-	case errors.Is(err, sync.ErrOutcomeUnknown):
+	case errors.Is(err, engine.ErrOutcomeUnknown):
 		return clientError(connect.CodeUnavailable, "the write may or may not have committed; retry with the same idempotency key")
-	case errors.Is(err, sync.ErrUnavailable):
+	case errors.Is(err, engine.ErrUnavailable):
 		return clientError(connect.CodeUnavailable, "database unavailable; retry")
 	case errors.Is(err, ErrShutdown):
 		return clientError(connect.CodeUnavailable, ErrShutdown.Error())
@@ -173,7 +173,7 @@ type errorInterceptor struct {
 // once when an outage starts, then at most once per outageEvery with the
 // count since, instead of one line per call.
 type outageLog struct {
-	mu     gosync.Mutex
+	mu     sync.Mutex
 	last   time.Time
 	failed int
 }
@@ -181,7 +181,7 @@ type outageLog struct {
 const outageEvery = 30 * time.Second
 
 func (o *outageLog) note(log *slog.Logger, procedure string, err error) {
-	if !errors.Is(err, sync.ErrUnavailable) && !errors.Is(err, sync.ErrOutcomeUnknown) {
+	if !errors.Is(err, engine.ErrUnavailable) && !errors.Is(err, engine.ErrOutcomeUnknown) {
 		return
 	}
 	o.mu.Lock()

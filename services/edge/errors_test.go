@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/sluicehq/sluice/authz"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 const testProcedure = "/sluice.test.v1.TestService/Do"
@@ -38,14 +38,14 @@ func TestToConnect(t *testing.T) {
 		{"wrapped denial", fmt.Errorf("set avatar: %w", authz.Deny("r", "why")), connect.CodePermissionDenied, "permission denied: why"},
 		{"ErrHidden", authz.ErrHidden, connect.CodeNotFound, "not found"},
 		{"ErrDenied", authz.ErrDenied, connect.CodePermissionDenied, "permission denied"},
-		{"store not found", fmt.Errorf("get user/1: %w", sync.ErrNotFound), connect.CodeNotFound, "not found"},
-		{"store conflict", fmt.Errorf("put user/1: %w", sync.ErrConflict), connect.CodeAborted, ""},
-		{"store retry", fmt.Errorf("update: %w", sync.ErrRetry), connect.CodeAborted, ""},
-		{"database unavailable", fmt.Errorf("begin: %w: %w", sync.ErrUnavailable, errors.New(secret)), connect.CodeUnavailable,
+		{"store not found", fmt.Errorf("get user/1: %w", engine.ErrNotFound), connect.CodeNotFound, "not found"},
+		{"store conflict", fmt.Errorf("put user/1: %w", engine.ErrConflict), connect.CodeAborted, ""},
+		{"store retry", fmt.Errorf("update: %w", engine.ErrRetry), connect.CodeAborted, ""},
+		{"database unavailable", fmt.Errorf("begin: %w: %w", engine.ErrUnavailable, errors.New(secret)), connect.CodeUnavailable,
 			"database unavailable; retry"},
-		{"outcome unknown", fmt.Errorf("commit: %w: %w", sync.ErrOutcomeUnknown, errors.New(secret)), connect.CodeUnavailable,
+		{"outcome unknown", fmt.Errorf("commit: %w: %w", engine.ErrOutcomeUnknown, errors.New(secret)), connect.CodeUnavailable,
 			"the write may or may not have committed; retry with the same idempotency key"},
-		{"outcome unknown at the deadline", fmt.Errorf("commit: %w: %w", sync.ErrOutcomeUnknown, context.DeadlineExceeded), connect.CodeUnavailable, ""},
+		{"outcome unknown at the deadline", fmt.Errorf("commit: %w: %w", engine.ErrOutcomeUnknown, context.DeadlineExceeded), connect.CodeUnavailable, ""},
 		{"shutdown", ErrShutdown, connect.CodeUnavailable, ""},
 		{"rate limited", ErrRateLimited, connect.CodeResourceExhausted, ""},
 		{"canceled", context.Canceled, connect.CodeCanceled, ""},
@@ -145,7 +145,7 @@ func TestErrorInterceptorOverTheWire(t *testing.T) {
 		"/test.v1.T/Internal":   fmt.Errorf("insert record: %w", errors.New(secret)),
 		"/test.v1.T/Invalid":    Invalid("avatar_url", "must be an absolute http or https URL"),
 		"/test.v1.T/Hidden":     authz.Hide("r", "secret reason"),
-		"/test.v1.T/Conflict":   sync.ErrConflict,
+		"/test.v1.T/Conflict":   engine.ErrConflict,
 		"/test.v1.T/Shutdown":   ErrShutdown,
 		"/test.v1.T/Unauthed":   authz.ErrUnauthenticated,
 		"/test.v1.T/RateLimits": ErrRateLimited,

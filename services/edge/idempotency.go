@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/authz"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // IdempotencyHeader carries a client's idempotency key on a mutating call.
@@ -44,7 +44,7 @@ func (idempotencyInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFun
 			return nil, err
 		}
 		sum := sha256.Sum256(body)
-		ctx = sync.WithIdempotency(ctx, sync.Idempotency{Principal: p.ID, Key: key, Procedure: spec.Procedure, RequestHash: sum[:]})
+		ctx = engine.WithIdempotency(ctx, engine.Idempotency{Principal: p.ID, Key: key, Procedure: spec.Procedure, RequestHash: sum[:]})
 		return next(ctx, req)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -130,7 +130,7 @@ type RateLimiter struct {
 	max      int
 	now      func() time.Time
 
-	mu        gosync.Mutex
+	mu        sync.Mutex
 	buckets   map[rateKey]*rate.Limiter
 	lastSweep time.Time
 }

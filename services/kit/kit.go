@@ -24,7 +24,7 @@ import (
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Module is one service of the server, or a set of rules with no RPCs.
@@ -62,12 +62,12 @@ type Module struct {
 // Deps are the shared parts services are built from. The server builds each
 // once and hands the same Deps to every Module's Mount.
 type Deps struct {
-	Store    *sync.Store
-	Streamer *sync.Streamer
+	Store    *engine.Store
+	Streamer *engine.Streamer
 	// Hub carries ephemeral signals (typing).
-	Hub *sync.Hub
+	Hub *engine.Hub
 	// Presence tracks who streams which scope; nil disables presence.
-	Presence *sync.Presence
+	Presence *engine.Presence
 	// PresenceTypes are the scope types of every module's Presence.
 	PresenceTypes []string
 	Policies      *authz.Table

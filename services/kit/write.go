@@ -6,13 +6,13 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Steps are the parts every mutating handler runs through: the validator,
 // the policy table and the Store. Build one from Deps with d.Steps().
 type Steps struct {
-	Store    *sync.Store
+	Store    *engine.Store
 	Policies *authz.Table
 	Valid    *edge.Validator
 }
@@ -25,7 +25,7 @@ func (d *Deps) Steps() Steps {
 // Call is what Write hands the body of a mutating handler: the transaction,
 // the caller, and the resource the policy allowed.
 type Call struct {
-	Tx        *sync.Tx
+	Tx        *engine.Tx
 	Principal *authz.Principal
 	Resource  authz.Resource
 }
@@ -43,8 +43,8 @@ type Call struct {
 //     overtaken), then run fn.
 //
 // It returns the committed changes. fn may run more than once (see
-// sync.Store.Update) and must have no effect outside c.Tx.
-func (s Steps) Write(ctx context.Context, procedure string, cmd any, q authz.Question, fn func(ctx context.Context, c Call) error) ([]sync.Change, error) {
+// engine.Store.Update) and must have no effect outside c.Tx.
+func (s Steps) Write(ctx context.Context, procedure string, cmd any, q authz.Question, fn func(ctx context.Context, c Call) error) ([]engine.Change, error) {
 	if cmd != nil {
 		if err := s.Valid.Validate(ctx, cmd); err != nil {
 			return nil, err
@@ -61,7 +61,7 @@ func (s Steps) Write(ctx context.Context, procedure string, cmd any, q authz.Que
 		// policy; this is the same default deny, at run time.
 		return nil, authz.Deny("default-deny", "no policy for this procedure")
 	}
-	return s.Store.Update(ctx, p.ID, func(ctx context.Context, tx *sync.Tx) error {
+	return s.Store.Update(ctx, p.ID, func(ctx context.Context, tx *engine.Tx) error {
 		if err := s.Policies.AuthorizeWith(ctx, procedure, res, access.TxFacts(tx)); err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 	userv1 "github.com/sluicehq/sluice/gen/sluice/user/v1"
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 const docProc = "/test.DocService/Write"
@@ -47,7 +47,7 @@ func docSteps(t *testing.T) Steps {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Steps{Store: sync.NewStore(pool, sync.StoreConfig{}), Policies: policies, Valid: edge.NewValidator()}
+	return Steps{Store: engine.NewStore(pool, engine.StoreConfig{}), Policies: policies, Valid: edge.NewValidator()}
 }
 
 type docCmd struct {

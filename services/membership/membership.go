@@ -16,7 +16,7 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // OrgKey is the key (and scope) of an organization.
@@ -118,10 +118,10 @@ func InChannel(ctx context.Context, f authz.Facts, ch, user string) (bool, error
 }
 
 // UpdateUserOrgs applies fn to user's organizations index in tx.
-func UpdateUserOrgs(ctx context.Context, tx *sync.Tx, user string, fn func(*orgv1.UserOrgs)) error {
+func UpdateUserOrgs(ctx context.Context, tx *engine.Tx, user string, fn func(*orgv1.UserOrgs)) error {
 	key := UserOrgsKey(user)
 	idx := &orgv1.UserOrgs{}
-	if _, err := tx.Get(ctx, key, idx); err != nil && !errors.Is(err, sync.ErrNotFound) {
+	if _, err := tx.Get(ctx, key, idx); err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return err
 	}
 	idx.UserId = user

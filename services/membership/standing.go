@@ -10,7 +10,7 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	channelv1 "github.com/sluicehq/sluice/gen/sluice/channel/v1"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Standing is what admits a user to the channels of one organization: their
@@ -66,7 +66,7 @@ func stands(ctx context.Context, f authz.Facts, id, user string) (bool, error) {
 }
 
 // TeamsOf returns the teams of org that user is in, as tx sees them.
-func TeamsOf(ctx context.Context, tx *sync.Tx, org, user string) ([]string, error) {
+func TeamsOf(ctx context.Context, tx *engine.Tx, org, user string) ([]string, error) {
 	prefix, suffix := "teammember/"+org+"/", "/"+user
 	keys, err := tx.KeysMatching(ctx, prefix, suffix)
 	if err != nil {
@@ -85,7 +85,7 @@ func TeamsOf(ctx context.Context, tx *sync.Tx, org, user string) ([]string, erro
 // is a tombstone in the channel's scope, which revokes the user's open
 // streams on it live. A zero st removes the user from every channel of
 // org.
-func PruneChannels(ctx context.Context, tx *sync.Tx, org, user string, st Standing) error {
+func PruneChannels(ctx context.Context, tx *engine.Tx, org, user string, st Standing) error {
 	prefix, suffix := "chanmember/"+org+".", "/"+user
 	keys, err := tx.KeysMatching(ctx, prefix, suffix)
 	if err != nil || len(keys) == 0 {
@@ -118,7 +118,7 @@ func PruneChannels(ctx context.Context, tx *sync.Tx, org, user string, st Standi
 	}
 	for _, k := range drop {
 		// A membership the user left meanwhile is gone already: fine.
-		if _, err := tx.Delete(ctx, k); err != nil && !errors.Is(err, sync.ErrNotFound) {
+		if _, err := tx.Delete(ctx, k); err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return err
 		}
 	}

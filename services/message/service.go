@@ -20,17 +20,17 @@ import (
 	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/syncsvc"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
-// Signals publishes ephemeral events (sync.Hub in production).
+// Signals publishes ephemeral events (engine.Hub in production).
 type Signals interface {
 	PublishEphemeral(scope, kind, from string) error
 }
 
 // Service implements sluice.message.v1.MessageService.
 type Service struct {
-	store    *sync.Store
+	store    *engine.Store
 	policies *authz.Table
 	loader   *access.Loader
 	signals  Signals
@@ -47,7 +47,7 @@ func (s *Service) steps() kit.Steps {
 
 // NewService returns the MessageService. ListMessages reads through
 // lister, the paging of SyncService.List.
-func NewService(store *sync.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator, lister *syncsvc.Lister) *Service {
+func NewService(store *engine.Store, policies *authz.Table, loader *access.Loader, signals Signals, valid *edge.Validator, lister *syncsvc.Lister) *Service {
 	return &Service{store: store, policies: policies, loader: loader, signals: signals, valid: valid, lister: lister}
 }
 
@@ -142,7 +142,7 @@ type postCmd struct {
 // notified.
 func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev1.PostMessageRequest]) (*connect.Response[messagev1.PostMessageResponse], error) {
 	cmd := postCmd{ChannelID: req.Msg.GetChannelId(), Text: req.Msg.GetText()}
-	id := sync.NewID()
+	id := engine.NewID()
 	key := m.MessageKey(cmd.ChannelID, id)
 	changes, err := s.steps().Write(ctx, messagev1connect.MessageServicePostMessageProcedure, cmd,
 		authz.Question{Params: map[string]string{"channel_id": cmd.ChannelID}},
@@ -162,7 +162,7 @@ func (s *Service) PostMessage(ctx context.Context, req *connect.Request[messagev
 				if user == p.ID {
 					continue
 				}
-				if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, sync.ErrNotFound) {
+				if _, err := tx.Get(ctx, m.ChanMemberKey(cmd.ChannelID, user), nil); errors.Is(err, engine.ErrNotFound) {
 					continue
 				} else if err != nil {
 					return err
@@ -214,7 +214,7 @@ var errArchived = edge.Precondition("the channel is archived")
 
 // notArchived refuses a change in channel ch once it is archived. The
 // channel record is read in tx, so an archive committed first is seen.
-func notArchived(ctx context.Context, tx *sync.Tx, ch string) error {
+func notArchived(ctx context.Context, tx *engine.Tx, ch string) error {
 	c := &channelv1.Channel{}
 	if _, err := tx.Get(ctx, m.ChannelKey(ch), c); err != nil {
 		return err

@@ -19,7 +19,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // MailConfig configures the e-mail of notifications. The zero value
@@ -165,7 +165,7 @@ func validLocalPart(s string) bool {
 // sendMention mails the user of m, after its notification was committed.
 // It returns nil when e-mail is disabled or the user has no valid address
 // (logged), an error to retry on a failed delivery, and an error wrapping
-// sync.ErrJobPermanent when the server refused the mail for good (5xx).
+// engine.ErrJobPermanent when the server refused the mail for good (5xx).
 func (m *mailer) sendMention(ctx context.Context, n Mention) error {
 	if !m.enabled {
 		return nil
@@ -179,7 +179,7 @@ func (m *mailer) sendMention(ctx context.Context, n Mention) error {
 	if err := m.deliver(ctx, to, msg); err != nil {
 		var reply *textproto.Error
 		if errors.As(err, &reply) && reply.Code >= 500 && reply.Code < 600 {
-			return fmt.Errorf("send mention e-mail: %w: %w", err, sync.ErrJobPermanent)
+			return fmt.Errorf("send mention e-mail: %w: %w", err, engine.ErrJobPermanent)
 		}
 		return fmt.Errorf("send mention e-mail: %w", err)
 	}

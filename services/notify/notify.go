@@ -29,7 +29,7 @@ import (
 	"unicode/utf8"
 
 	notifyv1 "github.com/sluicehq/sluice/gen/sluice/notify/v1"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Job kinds.
@@ -64,29 +64,29 @@ type Mention struct {
 const actor = "system"
 
 // Handlers returns the job handlers of this package, keyed by kind, to be
-// passed to sync.NewWorker. A mention writes the record
+// passed to engine.NewWorker. A mention writes the record
 // `notification/<user id>/<message id>` (a google.protobuf.Struct with
 // channel_id, message_key, author and text) in scope
 // `notifications/<user id>` as actor "system", then mails <user id>@Domain
 // unless mail is disabled or the user id is not a valid e-mail local part.
 // A malformed payload fails the job permanently; a failed write or send
 // retries it. log may be nil.
-func Handlers(store *sync.Store, mail MailConfig, log *slog.Logger) map[string]sync.JobHandler {
+func Handlers(store *engine.Store, mail MailConfig, log *slog.Logger) map[string]engine.JobHandler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &mentions{store: store, mail: newMailer(mail, log), log: log}
-	return map[string]sync.JobHandler{KindMention: h.handle, KindChannelCreated: h.channelCreated}
+	return map[string]engine.JobHandler{KindMention: h.handle, KindChannelCreated: h.channelCreated}
 }
 
 // channelCreated writes `notification/<user id>/<channel id>`.
-func (h *mentions) channelCreated(ctx context.Context, job sync.Job) error {
+func (h *mentions) channelCreated(ctx context.Context, job engine.Job) error {
 	var c ChannelCreated
 	if err := json.Unmarshal(job.Payload, &c); err != nil {
-		return fmt.Errorf("decode channel notification: %w: %w", err, sync.ErrJobPermanent)
+		return fmt.Errorf("decode channel notification: %w: %w", err, engine.ErrJobPermanent)
 	}
 	if c.UserID == "" || c.ChannelID == "" || !utf8.ValidString(c.UserID) || !utf8.ValidString(c.ChannelID) {
-		return fmt.Errorf("channel notification without a user or channel: %w", sync.ErrJobPermanent)
+		return fmt.Errorf("channel notification without a user or channel: %w", engine.ErrJobPermanent)
 	}
 	return h.write(ctx, c.UserID, c.ChannelID, &notifyv1.Notification{
 		Kind: notifyv1.Notification_KIND_CHANNEL_CREATED, ChannelId: c.ChannelID, ChannelName: c.ChannelName, Author: c.Author,
@@ -94,19 +94,19 @@ func (h *mentions) channelCreated(ctx context.Context, job sync.Job) error {
 }
 
 type mentions struct {
-	store *sync.Store
+	store *engine.Store
 	mail  *mailer
 	log   *slog.Logger
 }
 
-func (h *mentions) handle(ctx context.Context, job sync.Job) error {
+func (h *mentions) handle(ctx context.Context, job engine.Job) error {
 	var m Mention
 	if err := json.Unmarshal(job.Payload, &m); err != nil {
-		return fmt.Errorf("decode mention: %w: %w", err, sync.ErrJobPermanent)
+		return fmt.Errorf("decode mention: %w: %w", err, engine.ErrJobPermanent)
 	}
 	msgID := m.MessageKey[strings.LastIndex(m.MessageKey, "/")+1:]
 	if m.UserID == "" || msgID == "" || !utf8.ValidString(m.UserID) || !utf8.ValidString(msgID) {
-		return fmt.Errorf("mention without a user or message id: %w", sync.ErrJobPermanent)
+		return fmt.Errorf("mention without a user or message id: %w", engine.ErrJobPermanent)
 	}
 	if err := h.record(ctx, m, msgID); err != nil {
 		return err
@@ -139,11 +139,11 @@ func (h *mentions) write(ctx context.Context, user, id string, payload *notifyv1
 	if len(prior) > 0 {
 		return nil
 	}
-	_, err = h.store.Update(ctx, actor, func(ctx context.Context, tx *sync.Tx) error {
+	_, err = h.store.Update(ctx, actor, func(ctx context.Context, tx *engine.Tx) error {
 		// Runs of the same job racing each other: the record is locked and
 		// the loser leaves it alone (Put's ErrRetry brings it back here).
 		_, err := tx.Get(ctx, key, nil)
-		if err == nil || !errors.Is(err, sync.ErrNotFound) {
+		if err == nil || !errors.Is(err, engine.ErrNotFound) {
 			return err
 		}
 		_, err = tx.Put(ctx, key, scope, payload)

@@ -14,7 +14,7 @@ import (
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
 	notifyv1 "github.com/sluicehq/sluice/gen/sluice/notify/v1"
 	"github.com/sluicehq/sluice/internal/testenv"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // wait bounds every wait in these tests.
@@ -30,7 +30,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 // testStore returns a Store on a fresh, migrated database of its own.
-func testStore(t *testing.T) (*sync.Store, *pgxpool.Pool) {
+func testStore(t *testing.T) (*engine.Store, *pgxpool.Pool) {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
 	if err != nil {
@@ -42,14 +42,14 @@ func testStore(t *testing.T) (*sync.Store, *pgxpool.Pool) {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	return sync.NewStore(pool, sync.StoreConfig{}), pool
+	return engine.NewStore(pool, engine.StoreConfig{}), pool
 }
 
 // startWorker runs the notify handlers against the sink until the test ends.
-func startWorker(t *testing.T, store *sync.Store, smtpAddr string) *sync.Worker {
+func startWorker(t *testing.T, store *engine.Store, smtpAddr string) *engine.Worker {
 	t.Helper()
 	h := Handlers(store, MailConfig{Addr: smtpAddr, From: "Sluice <sluice@" + domain + ">", Domain: domain, Timeout: 5 * time.Second}, testLogger(t))
-	w := sync.NewWorker(store.Pool(), h, sync.WorkerConfig{
+	w := engine.NewWorker(store.Pool(), h, engine.WorkerConfig{
 		Poll: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,10 +76,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // post writes a message and enqueues its mention in one transaction, as
 // the message service does.
-func post(t *testing.T, store *sync.Store, m Mention) {
+func post(t *testing.T, store *engine.Store, m Mention) {
 	t.Helper()
 	ch, id, _ := strings.Cut(strings.TrimPrefix(m.MessageKey, "message/"), "/")
-	_, err := store.Update(ctxT(t), m.Author, func(ctx context.Context, tx *sync.Tx) error {
+	_, err := store.Update(ctxT(t), m.Author, func(ctx context.Context, tx *engine.Tx) error {
 		msg := &messagev1.Message{Id: id, ChannelId: ch, Author: m.Author, Text: m.Text}
 		if _, err := tx.Put(ctx, m.MessageKey, "channel/"+ch, msg); err != nil {
 			return err
@@ -96,14 +96,14 @@ func mentionOf(user string) Mention {
 }
 
 // notification returns the notification record of user for message m1.
-func notification(t *testing.T, store *sync.Store, user string) (sync.Change, bool) {
+func notification(t *testing.T, store *engine.Store, user string) (engine.Change, bool) {
 	t.Helper()
 	recs, err := store.Records(ctxT(t), []string{"notification/" + user + "/m1"})
 	if err != nil {
 		t.Fatalf("read notification: %v", err)
 	}
 	if len(recs) == 0 {
-		return sync.Change{}, false
+		return engine.Change{}, false
 	}
 	return recs[0], true
 }
@@ -212,12 +212,12 @@ func TestMentionRedeliveryWritesNoSecondRecord(t *testing.T) {
 	store, pool := testStore(t)
 	smtp := startSink(t)
 	h := Handlers(store, MailConfig{Addr: smtp.Addr(), Domain: domain}, testLogger(t))
-	w := sync.NewWorker(pool, h, sync.WorkerConfig{})
+	w := engine.NewWorker(pool, h, engine.WorkerConfig{})
 
 	m := mentionOf("bob")
 	post(t, store, m)
 	// The same payload delivered again, after the first run wrote the record.
-	if _, err := store.Update(ctxT(t), "alice", func(ctx context.Context, tx *sync.Tx) error {
+	if _, err := store.Update(ctxT(t), "alice", func(ctx context.Context, tx *engine.Tx) error {
 		return tx.Enqueue(ctx, KindMention, m)
 	}); err != nil {
 		t.Fatal(err)
@@ -259,7 +259,7 @@ func TestMentionHeaderInjection(t *testing.T) {
 	// A user id that is no local part: the record is written, no e-mail.
 	evil := mentionOf("eve\r\nBcc: mallory@evil.test")
 	post(t, store, m)
-	if _, err := store.Update(ctxT(t), "alice", func(ctx context.Context, tx *sync.Tx) error {
+	if _, err := store.Update(ctxT(t), "alice", func(ctx context.Context, tx *engine.Tx) error {
 		return tx.Enqueue(ctx, KindMention, evil)
 	}); err != nil {
 		t.Fatal(err)
@@ -293,17 +293,17 @@ func TestMentionPermanentFailures(t *testing.T) {
 	smtp := startSink(t)
 	h := Handlers(nil, MailConfig{Addr: smtp.Addr(), Domain: domain}, nil)[KindMention]
 	for _, payload := range []string{`{not json`, `{"user_id":"","message_key":"message/c/m1"}`, `{"user_id":"bob","message_key":"message/c/"}`} {
-		if err := h(ctxT(t), sync.Job{Kind: KindMention, Payload: []byte(payload), Attempt: 1}); !errors.Is(err, sync.ErrJobPermanent) {
+		if err := h(ctxT(t), engine.Job{Kind: KindMention, Payload: []byte(payload), Attempt: 1}); !errors.Is(err, engine.ErrJobPermanent) {
 			t.Errorf("payload %s: %v, want a permanent failure", payload, err)
 		}
 	}
 
 	mailer := newMailer(MailConfig{Addr: smtp.Addr(), Domain: domain}, slog.New(slog.DiscardHandler))
-	if err := mailer.sendMention(ctxT(t), mentionOf("nobody")); !errors.Is(err, sync.ErrJobPermanent) {
+	if err := mailer.sendMention(ctxT(t), mentionOf("nobody")); !errors.Is(err, engine.ErrJobPermanent) {
 		t.Errorf("recipient refused with 550: %v, want a permanent failure", err)
 	}
 	smtp.FailData(1)
-	if err := mailer.sendMention(ctxT(t), mentionOf("bob")); err == nil || errors.Is(err, sync.ErrJobPermanent) {
+	if err := mailer.sendMention(ctxT(t), mentionOf("bob")); err == nil || errors.Is(err, engine.ErrJobPermanent) {
 		t.Errorf("DATA refused with 451: %v, want an error to retry", err)
 	}
 	if err := mailer.sendMention(ctxT(t), mentionOf("bob")); err != nil {
@@ -361,10 +361,10 @@ func TestOneLine(t *testing.T) {
 }
 
 // startWorkerWith is startWorker with a mail configuration of the test's.
-func startWorkerWith(t *testing.T, store *sync.Store, mail MailConfig) {
+func startWorkerWith(t *testing.T, store *engine.Store, mail MailConfig) {
 	t.Helper()
 	mail.From, mail.Domain, mail.Timeout = "Sluice <sluice@"+domain+">", domain, 5*time.Second
-	w := sync.NewWorker(store.Pool(), Handlers(store, mail, testLogger(t)), sync.WorkerConfig{
+	w := engine.NewWorker(store.Pool(), Handlers(store, mail, testLogger(t)), engine.WorkerConfig{
 		Poll: 10 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: testLogger(t),
 	})
 	ctx, cancel := context.WithCancel(context.Background())

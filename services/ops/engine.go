@@ -9,16 +9,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Sources are the parts of a running instance the engine collector reads.
 // Nil parts are left out.
 type Sources struct {
-	Hub       *sync.Hub
-	Streamer  *sync.Streamer
-	Publisher *sync.Publisher
-	Relay     *sync.Relay
+	Hub       *engine.Hub
+	Streamer  *engine.Streamer
+	Publisher *engine.Publisher
+	Relay     *engine.Relay
 	Pool      *pgxpool.Pool
 	NATS      *nats.Conn
 	Logger    *slog.Logger
@@ -40,19 +40,19 @@ type metric struct {
 
 // snapshot is what one scrape read, once, for every metric.
 type snapshot struct {
-	hub  sync.HubStats
-	str  sync.StreamStats
-	pub  sync.PublisherStats
-	rel  sync.RelayStats
+	hub  engine.HubStats
+	str  engine.StreamStats
+	pub  engine.PublisherStats
+	rel  engine.RelayStats
 	pool *pgxpool.Stat
 	nats nats.Statistics
 	up   bool
 }
 
-// engine is a prometheus.Collector over the instance's counters; reading
+// engineCollector is a prometheus.Collector over the instance's counters; reading
 // them costs no work on the hot paths (they are atomics), and the outbox
 // and job queries run only when scraped.
-type engine struct {
+type engineCollector struct {
 	src     Sources
 	metrics []metric
 	outbox  [2]*prometheus.Desc
@@ -68,7 +68,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 	if src.Logger == nil {
 		src.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &engine{src: src}
+	e := &engineCollector{src: src}
 	add := func(name, help string, kind prometheus.ValueType, read func(s *snapshot) float64) {
 		e.metrics = append(e.metrics, metric{desc: prometheus.NewDesc(name, help, nil, nil), kind: kind, read: read})
 	}
@@ -143,7 +143,7 @@ func NewEngineCollector(src Sources) prometheus.Collector {
 }
 
 // Describe implements prometheus.Collector.
-func (e *engine) Describe(ch chan<- *prometheus.Desc) {
+func (e *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range e.metrics {
 		ch <- m.desc
 	}
@@ -161,7 +161,7 @@ func (e *engine) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector.
-func (e *engine) Collect(ch chan<- prometheus.Metric) {
+func (e *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	var s snapshot
 	if e.src.Hub != nil {
 		s.hub = e.src.Hub.Stats()
@@ -204,7 +204,7 @@ func (e *engine) Collect(ch chan<- prometheus.Metric) {
 }
 
 // collectQueries reads the outbox backlog and the job queue from Postgres.
-func (e *engine) collectQueries(ch chan<- prometheus.Metric) error {
+func (e *engineCollector) collectQueries(ch chan<- prometheus.Metric) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var n int64

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +42,7 @@ type Health struct {
 	cfg      HealthConfig
 	draining atomic.Bool
 
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	pgAt  time.Time
 	pgErr error
 }

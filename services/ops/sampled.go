@@ -3,7 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,7 +20,7 @@ type sampled struct {
 	idle  time.Duration // sessions unused this long are not live; 0: no idle expiry
 	descs [3]*prometheus.Desc
 
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	at   time.Time // when vals was read; zero before the first read
 	vals [3]float64
 	err  error // of the last read

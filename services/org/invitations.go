@@ -13,7 +13,7 @@ import (
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Membership is consented. An owner or admin who adds a user only invites
@@ -40,19 +40,19 @@ func invitationPolicies() []authz.Policy {
 // invite writes a pending invitation of user to org with role, made by
 // inviter, and returns the organization's copy (written last). A pending
 // invitation already there: already_exists.
-func invite(ctx context.Context, tx *sync.Tx, inviter, org, user string, role orgv1.Role) (sync.Change, error) {
+func invite(ctx context.Context, tx *engine.Tx, inviter, org, user string, role orgv1.Role) (engine.Change, error) {
 	if _, err := tx.Get(ctx, m.InvitationKey(user, org), nil); err == nil {
-		return sync.Change{}, edge.AlreadyExists("already invited; the invitation is pending")
-	} else if !errors.Is(err, sync.ErrNotFound) {
-		return sync.Change{}, err
+		return engine.Change{}, edge.AlreadyExists("already invited; the invitation is pending")
+	} else if !errors.Is(err, engine.ErrNotFound) {
+		return engine.Change{}, err
 	}
 	o := &orgv1.Org{}
 	if _, err := tx.Get(ctx, m.OrgKey(org), o); err != nil {
-		return sync.Change{}, err
+		return engine.Change{}, err
 	}
 	inv := &orgv1.Invitation{OrgId: org, OrgName: o.GetName(), UserId: user, Role: role, InvitedBy: inviter}
 	if _, err := tx.Put(ctx, m.InvitationKey(user, org), m.UserOrgsKey(user), inv); err != nil {
-		return sync.Change{}, err
+		return engine.Change{}, err
 	}
 	return tx.Put(ctx, m.OrgInvitationKey(org, user), m.OrgInvitationsScope(org), inv)
 }
@@ -61,12 +61,12 @@ func invite(ctx context.Context, tx *sync.Tx, inviter, org, user string, role or
 // returns the tombstones of the invitee's copy and of the organization's;
 // zero Changes if there is none. It locks the invitee's copy first, as
 // invite and answer do, so concurrent calls queue instead of deadlocking.
-func withdraw(ctx context.Context, tx *sync.Tx, org, user string) (invitee, orgs sync.Change, err error) {
+func withdraw(ctx context.Context, tx *engine.Tx, org, user string) (invitee, orgs engine.Change, err error) {
 	invitee, err = tx.Delete(ctx, m.InvitationKey(user, org))
-	if errors.Is(err, sync.ErrNotFound) {
-		return sync.Change{}, sync.Change{}, nil
+	if errors.Is(err, engine.ErrNotFound) {
+		return engine.Change{}, engine.Change{}, nil
 	} else if err != nil {
-		return sync.Change{}, sync.Change{}, err
+		return engine.Change{}, engine.Change{}, err
 	}
 	orgs, err = tx.Delete(ctx, m.OrgInvitationKey(org, user))
 	return invitee, orgs, err
@@ -80,7 +80,7 @@ type invitationCmd struct {
 // pending invitation to the organization, which fn receives; none:
 // not_found. It returns the change of the key named by written (from the
 // committed changes, so an idempotent replay answers alike).
-func (s *Service) answer(ctx context.Context, procedure, orgID string, written func(user, org string) string, fn func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error) (sync.Change, error) {
+func (s *Service) answer(ctx context.Context, procedure, orgID string, written func(user, org string) string, fn func(ctx context.Context, tx *engine.Tx, user string, inv *orgv1.Invitation) error) (engine.Change, error) {
 	cmd := invitationCmd{OrgID: orgID}
 	var user string
 	changes, err := s.steps().Write(ctx, procedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
@@ -92,7 +92,7 @@ func (s *Service) answer(ctx context.Context, procedure, orgID string, written f
 		return fn(ctx, c.Tx, user, inv)
 	})
 	if err != nil {
-		return sync.Change{}, err
+		return engine.Change{}, err
 	}
 	want := written(user, cmd.OrgID)
 	for _, c := range changes {
@@ -100,20 +100,20 @@ func (s *Service) answer(ctx context.Context, procedure, orgID string, written f
 			return c, nil
 		}
 	}
-	return sync.Change{}, fmt.Errorf("answer invitation: no change of %s", want)
+	return engine.Change{}, fmt.Errorf("answer invitation: no change of %s", want)
 }
 
 // AcceptInvitation makes the caller a member of the organization with the
 // role of their pending invitation and withdraws it, in one transaction.
 func (s *Service) AcceptInvitation(ctx context.Context, req *connect.Request[orgv1.AcceptInvitationRequest]) (*connect.Response[orgv1.AcceptInvitationResponse], error) {
-	c, err := s.answer(ctx, orgv1connect.OrgServiceAcceptInvitationProcedure, req.Msg.GetOrgId(), func(user, org string) string { return m.OrgMemberKey(org, user) }, func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error {
+	c, err := s.answer(ctx, orgv1connect.OrgServiceAcceptInvitationProcedure, req.Msg.GetOrgId(), func(user, org string) string { return m.OrgMemberKey(org, user) }, func(ctx context.Context, tx *engine.Tx, user string, inv *orgv1.Invitation) error {
 		org := inv.GetOrgId()
 		key := m.OrgMemberKey(org, user)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
 			// Invitations are withdrawn whenever a membership is made, so
 			// this is never reached; refuse rather than overwrite a role.
 			return edge.Precondition("already a member")
-		} else if !errors.Is(err, sync.ErrNotFound) {
+		} else if !errors.Is(err, engine.ErrNotFound) {
 			return err
 		}
 		if _, _, err := withdraw(ctx, tx, org, user); err != nil {
@@ -133,7 +133,7 @@ func (s *Service) AcceptInvitation(ctx context.Context, req *connect.Request[org
 
 // DeclineInvitation withdraws the caller's pending invitation.
 func (s *Service) DeclineInvitation(ctx context.Context, req *connect.Request[orgv1.DeclineInvitationRequest]) (*connect.Response[orgv1.DeclineInvitationResponse], error) {
-	c, err := s.answer(ctx, orgv1connect.OrgServiceDeclineInvitationProcedure, req.Msg.GetOrgId(), m.InvitationKey, func(ctx context.Context, tx *sync.Tx, user string, inv *orgv1.Invitation) error {
+	c, err := s.answer(ctx, orgv1connect.OrgServiceDeclineInvitationProcedure, req.Msg.GetOrgId(), m.InvitationKey, func(ctx context.Context, tx *engine.Tx, user string, inv *orgv1.Invitation) error {
 		_, _, err := withdraw(ctx, tx, inv.GetOrgId(), user)
 		return err
 	})

@@ -17,12 +17,12 @@ import (
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
 	m "github.com/sluicehq/sluice/services/membership"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Service implements sluice.org.v1.OrgService.
 type Service struct {
-	store    *sync.Store
+	store    *engine.Store
 	policies *authz.Table
 	valid    *edge.Validator
 }
@@ -35,7 +35,7 @@ func (s *Service) steps() kit.Steps {
 }
 
 // NewService returns the OrgService.
-func NewService(store *sync.Store, policies *authz.Table, valid *edge.Validator) *Service {
+func NewService(store *engine.Store, policies *authz.Table, valid *edge.Validator) *Service {
 	return &Service{store: store, policies: policies, valid: valid}
 }
 
@@ -110,7 +110,7 @@ type createCmd struct {
 // CreateOrg creates an organization owned by the caller.
 func (s *Service) CreateOrg(ctx context.Context, req *connect.Request[orgv1.CreateOrgRequest]) (*connect.Response[orgv1.CreateOrgResponse], error) {
 	cmd := createCmd{Name: req.Msg.GetName()}
-	id := sync.NewID()
+	id := engine.NewID()
 	changes, err := s.steps().Write(ctx, orgv1connect.OrgServiceCreateOrgProcedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
 		tx, p := c.Tx, c.Principal
 		o := &orgv1.Org{Id: id, Name: cmd.Name, CreatedBy: p.ID}
@@ -148,7 +148,7 @@ func (s *Service) decode(ctx context.Context, orgID, userID string, role orgv1.R
 }
 
 // write runs a membership change: authorize over locked facts, then fn.
-func (s *Service) write(ctx context.Context, procedure string, cmd memberCmd, fn func(ctx context.Context, tx *sync.Tx) (sync.Change, error)) (sync.Change, error) {
+func (s *Service) write(ctx context.Context, procedure string, cmd memberCmd, fn func(ctx context.Context, tx *engine.Tx) (engine.Change, error)) (engine.Change, error) {
 	// The policy's resolver names the membership and the action.
 	q := authz.Question{Params: map[string]string{"org_id": cmd.OrgID, "user_id": cmd.UserID, "role": cmd.Role}}
 	changes, err := s.steps().Write(ctx, procedure, nil, q, func(ctx context.Context, c kit.Call) error {
@@ -156,7 +156,7 @@ func (s *Service) write(ctx context.Context, procedure string, cmd memberCmd, fn
 		return err
 	})
 	if err != nil {
-		return sync.Change{}, err
+		return engine.Change{}, err
 	}
 	// The membership change is the last one (channel memberships a removal
 	// takes along come first); from the changes, so a replay answers alike.
@@ -164,7 +164,7 @@ func (s *Service) write(ctx context.Context, procedure string, cmd memberCmd, fn
 }
 
 // owners counts the owners of org, locking their membership rows.
-func owners(ctx context.Context, tx *sync.Tx, org string) (int, error) {
+func owners(ctx context.Context, tx *engine.Tx, org string) (int, error) {
 	keys, err := tx.KeysMatching(ctx, "orgmember/"+org+"/", "")
 	if err != nil {
 		return 0, err
@@ -191,21 +191,21 @@ func (s *Service) AddMember(ctx context.Context, req *connect.Request[orgv1.AddM
 		return nil, err
 	}
 	p := authz.PrincipalFrom(ctx)
-	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddMemberProcedure, cmd, func(ctx context.Context, tx *engine.Tx) (engine.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		if _, err := tx.Get(ctx, key, nil); err == nil {
-			return sync.Change{}, edge.AlreadyExists("already a member; use ChangeRole")
-		} else if !errors.Is(err, sync.ErrNotFound) {
-			return sync.Change{}, err
+			return engine.Change{}, edge.AlreadyExists("already a member; use ChangeRole")
+		} else if !errors.Is(err, engine.ErrNotFound) {
+			return engine.Change{}, err
 		}
 		if !p.Service {
 			return invite(ctx, tx, p.ID, cmd.OrgID, cmd.UserID, req.Msg.GetRole())
 		}
 		if _, _, err := withdraw(ctx, tx, cmd.OrgID, cmd.UserID); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, req.Msg.GetRole()) }); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		return tx.Put(ctx, key, m.OrgKey(cmd.OrgID), &orgv1.Member{OrgId: cmd.OrgID, UserId: cmd.UserID, Role: req.Msg.GetRole()})
 	})
@@ -223,33 +223,33 @@ func (s *Service) ChangeRole(ctx context.Context, req *connect.Request[orgv1.Cha
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceChangeRoleProcedure, cmd, func(ctx context.Context, tx *engine.Tx) (engine.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
 		if _, err := tx.Get(ctx, key, mem); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if mem.GetRole() == orgv1.Role_ROLE_OWNER && req.Msg.GetRole() != orgv1.Role_ROLE_OWNER {
 			n, err := owners(ctx, tx, cmd.OrgID)
 			if err != nil {
-				return sync.Change{}, err
+				return engine.Change{}, err
 			}
 			if n <= 1 {
-				return sync.Change{}, edge.Precondition("an organization keeps at least one owner")
+				return engine.Change{}, edge.Precondition("an organization keeps at least one owner")
 			}
 		}
 		mem.Role = req.Msg.GetRole()
 		teams, err := m.TeamsOf(ctx, tx, cmd.OrgID, cmd.UserID)
 		if err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		// The channels the new role no longer admits go first: the
 		// membership change stays the last one.
 		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{Role: mem.Role, Teams: teams}); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetOrgRole(idx, cmd.OrgID, mem.Role) }); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		return tx.Put(ctx, key, m.OrgKey(cmd.OrgID), mem)
 	})
@@ -267,43 +267,43 @@ func (s *Service) RemoveMember(ctx context.Context, req *connect.Request[orgv1.R
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, cmd, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveMemberProcedure, cmd, func(ctx context.Context, tx *engine.Tx) (engine.Change, error) {
 		key := m.OrgMemberKey(cmd.OrgID, cmd.UserID)
 		mem := &orgv1.Member{}
-		if _, err := tx.Get(ctx, key, mem); errors.Is(err, sync.ErrNotFound) {
+		if _, err := tx.Get(ctx, key, mem); errors.Is(err, engine.ErrNotFound) {
 			// Not a member: withdraw a pending invitation, if any; the
 			// organization's copy, which managers read, is written last.
 			_, c, werr := withdraw(ctx, tx, cmd.OrgID, cmd.UserID)
 			if werr != nil || c.Key == "" {
-				return sync.Change{}, cmp.Or(werr, err)
+				return engine.Change{}, cmp.Or(werr, err)
 			}
 			return c, nil
 		} else if err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if mem.GetRole() == orgv1.Role_ROLE_OWNER {
 			n, err := owners(ctx, tx, cmd.OrgID)
 			if err != nil {
-				return sync.Change{}, err
+				return engine.Change{}, err
 			}
 			if n <= 1 {
-				return sync.Change{}, edge.Precondition("the last owner cannot leave the organization")
+				return engine.Change{}, edge.Precondition("the last owner cannot leave the organization")
 			}
 		}
 		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{}); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		teams, err := tx.KeysMatching(ctx, "teammember/"+cmd.OrgID+"/", "/"+cmd.UserID)
 		if err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		for _, k := range teams {
 			if _, err := tx.Delete(ctx, k); err != nil {
-				return sync.Change{}, err
+				return engine.Change{}, err
 			}
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.DropOrg(idx, cmd.OrgID) }); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		return tx.Delete(ctx, key)
 	})
@@ -387,8 +387,8 @@ func (s *Service) CreateTeam(ctx context.Context, req *connect.Request[orgv1.Cre
 	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
-	team := &orgv1.Team{Id: sync.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
-	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	team := &orgv1.Team{Id: engine.NewID(), OrgId: cmd.OrgID, Name: cmd.Name}
+	c, err := s.write(ctx, orgv1connect.OrgServiceCreateTeamProcedure, memberCmd{OrgID: cmd.OrgID, Role: "member"}, func(ctx context.Context, tx *engine.Tx) (engine.Change, error) {
 		return tx.Put(ctx, m.TeamKey(cmd.OrgID, team.Id), m.OrgKey(cmd.OrgID), team)
 	})
 	if err != nil {
@@ -413,17 +413,17 @@ func (s *Service) AddTeamMember(ctx context.Context, req *connect.Request[orgv1.
 	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceAddTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *engine.Tx) (engine.Change, error) {
 		if _, err := tx.Get(ctx, m.TeamKey(cmd.OrgID, cmd.TeamID), nil); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
-		if _, err := tx.Get(ctx, m.OrgMemberKey(cmd.OrgID, cmd.UserID), nil); errors.Is(err, sync.ErrNotFound) {
-			return sync.Change{}, edge.Precondition("only members of the organization join its teams")
+		if _, err := tx.Get(ctx, m.OrgMemberKey(cmd.OrgID, cmd.UserID), nil); errors.Is(err, engine.ErrNotFound) {
+			return engine.Change{}, edge.Precondition("only members of the organization join its teams")
 		} else if err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetTeam(idx, cmd.OrgID, cmd.TeamID, true) }); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		return tx.Put(ctx, m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID), m.OrgKey(cmd.OrgID),
 			&orgv1.TeamMember{OrgId: cmd.OrgID, TeamId: cmd.TeamID, UserId: cmd.UserID})
@@ -440,27 +440,27 @@ func (s *Service) RemoveTeamMember(ctx context.Context, req *connect.Request[org
 	if err := s.valid.Validate(ctx, cmd); err != nil {
 		return nil, err
 	}
-	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *sync.Tx) (sync.Change, error) {
+	c, err := s.write(ctx, orgv1connect.OrgServiceRemoveTeamMemberProcedure, memberCmd{OrgID: cmd.OrgID, UserID: cmd.UserID, Role: "member"}, func(ctx context.Context, tx *engine.Tx) (engine.Change, error) {
 		key := m.TeamMemberKey(cmd.OrgID, cmd.TeamID, cmd.UserID)
 		if _, err := tx.Get(ctx, key, nil); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		role, err := m.Role(ctx, access.TxFacts(tx), cmd.OrgID, cmd.UserID)
 		if err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		teams, err := m.TeamsOf(ctx, tx, cmd.OrgID, cmd.UserID)
 		if err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		// Leave the team's channels the user's role does not admit them to
 		// on its own, before the team membership change (the last one).
 		left := slices.DeleteFunc(teams, func(t string) bool { return t == cmd.TeamID })
 		if err := m.PruneChannels(ctx, tx, cmd.OrgID, cmd.UserID, m.Standing{Role: role, Teams: left}); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		if err := m.UpdateUserOrgs(ctx, tx, cmd.UserID, func(idx *orgv1.UserOrgs) { m.SetTeam(idx, cmd.OrgID, cmd.TeamID, false) }); err != nil {
-			return sync.Change{}, err
+			return engine.Change{}, err
 		}
 		return tx.Delete(ctx, key)
 	})

@@ -9,7 +9,7 @@ import (
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Page sizes of SyncService.List and of every typed list built on it.
@@ -31,21 +31,21 @@ type Paging struct {
 // (MessageService.ListMessages) all call Page, so their paging, read rule,
 // limits and cursors are one. Safe for concurrent use.
 type Lister struct {
-	store *sync.Store
+	store *engine.Store
 	reads *authz.ReadRules
 	facts *access.Loader
 }
 
 // NewLister returns a Lister reading store under reads, whose rules
 // consult facts through loader.
-func NewLister(store *sync.Store, reads *authz.ReadRules, loader *access.Loader) *Lister {
+func NewLister(store *engine.Store, reads *authz.ReadRules, loader *access.Loader) *Lister {
 	return &Lister{store: store, reads: reads, facts: loader}
 }
 
 // Page returns one page of scope's live records whose key starts with
 // keyPrefix ("" for all), newest first, with the cursor of the next page
 // and the scope's seq. The caller is the principal of ctx; a scope it may
-// not read is sync.ErrNotFound, whether or not it exists. p must have been
+// not read is engine.ErrNotFound, whether or not it exists. p must have been
 // validated (Paging's tags); a value out of range is invalid_argument.
 func (l *Lister) Page(ctx context.Context, scope, keyPrefix string, p Paging) (*syncv1.ListResponse, error) {
 	switch {
@@ -65,11 +65,11 @@ func (l *Lister) Page(ctx context.Context, scope, keyPrefix string, p Paging) (*
 	if err := l.reads.CanRead(ctx, scope, l.facts.Facts()); err != nil {
 		var d *authz.Denial
 		if errors.As(err, &d) || errors.Is(err, authz.ErrHidden) || errors.Is(err, authz.ErrDenied) {
-			return nil, sync.ErrNotFound
+			return nil, engine.ErrNotFound
 		}
 		return nil, err
 	}
-	page, err := l.store.List(ctx, sync.ListQuery{Scope: scope, KeyPrefix: keyPrefix, BeforeSeq: p.BeforeSeq, Limit: limit})
+	page, err := l.store.List(ctx, engine.ListQuery{Scope: scope, KeyPrefix: keyPrefix, BeforeSeq: p.BeforeSeq, Limit: limit})
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Package syncsvc is the SyncService: record streams and reads. It checks
-// read access per target once, then hands the stream to sync.Streamer.
+// read access per target once, then hands the stream to engine.Streamer.
 package syncsvc
 
 import (
@@ -17,7 +17,7 @@ import (
 	"github.com/sluicehq/sluice/services/access"
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Limits of one request.
@@ -31,7 +31,7 @@ const (
 type Config struct {
 	// Presence, when set, tracks who streams which scope of the types in
 	// PresenceTypes and tells streams (EphemeralEvent presence.*).
-	Presence      *sync.Presence
+	Presence      *engine.Presence
 	PresenceTypes []string
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
@@ -40,8 +40,8 @@ type Config struct {
 // Service implements sluice.sync.v1.SyncService. Its streams live as long
 // as streams (auth.Streams) allows: until shutdown or the session ends.
 type Service struct {
-	store    *sync.Store
-	streamer *sync.Streamer
+	store    *engine.Store
+	streamer *engine.Streamer
 	streams  *auth.Streams
 	policies *authz.Table
 	reads    *authz.ReadRules
@@ -57,7 +57,7 @@ var _ syncv1connect.SyncServiceHandler = (*Service)(nil)
 // NewService returns the SyncService. Keys whose scope scopes knows are
 // resolved without a read; others are looked up in the store. Read rules
 // consult facts through loader.
-func NewService(store *sync.Store, streamer *sync.Streamer, streams *auth.Streams, policies *authz.Table, reads *authz.ReadRules, valid *edge.Validator, scopes *access.Scopes, loader *access.Loader, cfg Config) *Service {
+func NewService(store *engine.Store, streamer *engine.Streamer, streams *auth.Streams, policies *authz.Table, reads *authz.ReadRules, valid *edge.Validator, scopes *access.Scopes, loader *access.Loader, cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -125,7 +125,7 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[syncv1.Sub
 	if err := s.policies.Authorize(ctx, syncv1connect.SyncServiceSubscribeProcedure, authz.Resource{}); err != nil {
 		return err
 	}
-	var t sync.Targets
+	var t engine.Targets
 	for _, r := range cmd.Records {
 		scope, err := s.scopeOf(ctx, r.Key)
 		if err != nil {
@@ -135,27 +135,27 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[syncv1.Sub
 		if err != nil {
 			return err
 		}
-		t.Records = append(t.Records, sync.RecordTarget{Key: r.Key, Scope: scope, Version: r.Version, Deps: deps, Guard: guard})
+		t.Records = append(t.Records, engine.RecordTarget{Key: r.Key, Scope: scope, Version: r.Version, Deps: deps, Guard: guard})
 	}
 	for _, sc := range cmd.Scopes {
 		deps, guard, err := s.readAccess(ctx, sc.Scope)
 		if err != nil {
 			return err
 		}
-		t.Scopes = append(t.Scopes, sync.ScopeTarget{Scope: sc.Scope, AfterSeq: sc.AfterSeq, Limit: int(sc.Limit), Deps: deps, Guard: guard})
+		t.Scopes = append(t.Scopes, engine.ScopeTarget{Scope: sc.Scope, AfterSeq: sc.AfterSeq, Limit: int(sc.Limit), Deps: deps, Guard: guard})
 	}
 	return s.run(ctx, t, stream)
 }
 
 // readAccess checks the read rule of scope once and returns what keeps
 // access live on the stream (see access.Loader.ReadGuard).
-func (s *Service) readAccess(ctx context.Context, scope string) ([]sync.Dep, sync.Guard, error) {
+func (s *Service) readAccess(ctx context.Context, scope string) ([]engine.Dep, engine.Guard, error) {
 	return s.facts.ReadGuard(ctx, s.reads, scope)
 }
 
 // run streams t until the client goes, the session ends or the server
 // shuts down.
-func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
+func (s *Service) run(ctx context.Context, t engine.Targets, stream *connect.ServerStream[syncv1.SubscribeResponse]) error {
 	p := authz.PrincipalFrom(ctx)
 	ctx, release, err := s.streams.Hold(ctx, len(t.Records)+len(t.Scopes))
 	if err != nil {
@@ -165,7 +165,7 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 	out := newSink(ctx, stream.Conn())
 	// Whatever is still held goes out before connect-go ends the stream.
 	defer out.Flush() //nolint:errcheck // Flush only releases the gate
-	var snk sync.Sink = out
+	var snk engine.Sink = out
 	if here := s.presenceScopes(t); len(here) > 0 && !p.Service {
 		for _, scope := range here {
 			leave, err := s.cfg.Presence.Enter(ctx, scope, p.ID)
@@ -177,7 +177,7 @@ func (s *Service) run(ctx context.Context, t sync.Targets, stream *connect.Serve
 		snk = &presenceSink{Sink: out, ctx: ctx, svc: s, scopes: here}
 	}
 	err = s.streamer.Stream(ctx, t, snk)
-	var tooLarge *sync.SnapshotTooLargeError
+	var tooLarge *engine.SnapshotTooLargeError
 	if errors.As(err, &tooLarge) {
 		return edge.Invalid("scopes.limit", tooLarge.Error())
 	}
@@ -221,7 +221,7 @@ func (s *Service) Get(ctx context.Context, req *connect.Request[syncv1.GetReques
 	if err != nil {
 		return nil, err
 	}
-	byKey := make(map[string]*sync.Change, len(recs))
+	byKey := make(map[string]*engine.Change, len(recs))
 	for i := range recs {
 		byKey[recs[i].Key] = &recs[i]
 	}
@@ -242,7 +242,7 @@ func (s *Service) Get(ctx context.Context, req *connect.Request[syncv1.GetReques
 }
 
 // presenceScopes returns the scope targets of t whose type has presence.
-func (s *Service) presenceScopes(t sync.Targets) []string {
+func (s *Service) presenceScopes(t engine.Targets) []string {
 	if s.cfg.Presence == nil {
 		return nil
 	}
@@ -259,13 +259,13 @@ func (s *Service) presenceScopes(t sync.Targets) []string {
 // presenceSink sends, right after the SyncedEvent, who is online on each
 // presence scope; joins and leaves then arrive live.
 type presenceSink struct {
-	sync.Sink
+	engine.Sink
 	ctx    context.Context
 	svc    *Service
 	scopes []string
 }
 
-func (ps *presenceSink) Send(e *sync.Event) error {
+func (ps *presenceSink) Send(e *engine.Event) error {
 	if err := ps.Sink.Send(e); err != nil || e.Msg.GetSynced() == nil {
 		return err
 	}
@@ -275,8 +275,8 @@ func (ps *presenceSink) Send(e *sync.Event) error {
 			return err
 		}
 		for _, u := range users {
-			if err := ps.Sink.Send(sync.NewEvent(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Ephemeral{Ephemeral: &syncv1.EphemeralEvent{
-				Scope: scope, Kind: sync.PresenceHere, From: u, At: timestamppb.Now(),
+			if err := ps.Sink.Send(engine.NewEvent(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Ephemeral{Ephemeral: &syncv1.EphemeralEvent{
+				Scope: scope, Kind: engine.PresenceHere, From: u, At: timestamppb.Now(),
 			}}})); err != nil {
 				return err
 			}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/gen/sluice/sync/v1/syncv1connect"
 	"github.com/sluicehq/sluice/services/edge"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // NewHandler returns the path and HTTP handler of the SyncService, with
@@ -83,7 +83,7 @@ func newSink(ctx context.Context, conn connect.StreamingHandlerConn) *sink {
 }
 
 // Send writes e; it reaches the client at the next Flush.
-func (s *sink) Send(e *sync.Event) error {
+func (s *sink) Send(e *engine.Event) error {
 	if s.gate != nil {
 		s.gate.hold()
 	}
@@ -98,7 +98,7 @@ func (s *sink) Flush() error {
 	return nil
 }
 
-// eventCodec is one of the edge's codecs, except that a sync.Event is
+// eventCodec is one of the edge's codecs, except that a engine.Event is
 // written from its ready-made encoding (binary, or JSON made once per
 // event). Decoding and every other message go to the edge's codec.
 type eventCodec struct{ inner connect.Codec }
@@ -115,7 +115,7 @@ func (c eventCodec) Marshal(msg any) ([]byte, error) { return c.MarshalAppend(ni
 // MarshalAppend copies a shared encoding into dst: connect-go recycles the
 // buffer it returns, and the encoding is shared by every stream.
 func (c eventCodec) MarshalAppend(dst []byte, msg any) ([]byte, error) {
-	if e, ok := msg.(*sync.Event); ok {
+	if e, ok := msg.(*engine.Event); ok {
 		encode := e.JSON
 		if c.IsBinary() {
 			encode = e.Binary

@@ -12,7 +12,7 @@ import (
 	userv1 "github.com/sluicehq/sluice/gen/sluice/user/v1"
 	"github.com/sluicehq/sluice/gen/sluice/user/v1/userv1connect"
 	"github.com/sluicehq/sluice/services/kit"
-	"github.com/sluicehq/sluice/sync"
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Key returns the record key (and scope) of a user's profile.
@@ -87,11 +87,11 @@ func (s *Service) SetDisplayName(ctx context.Context, req *connect.Request[userv
 
 // update validates cmd, authorizes procedure on the caller's own profile
 // and applies mutate to it in one transaction.
-func (s *Service) update(ctx context.Context, procedure string, cmd any, mutate func(*userv1.User)) (*userv1.User, sync.Change, error) {
+func (s *Service) update(ctx context.Context, procedure string, cmd any, mutate func(*userv1.User)) (*userv1.User, engine.Change, error) {
 	changes, err := s.steps.Write(ctx, procedure, cmd, authz.Question{}, func(ctx context.Context, c kit.Call) error {
 		key := c.Resource.Key
 		u := &userv1.User{}
-		if _, err := c.Tx.Get(ctx, key, u); err != nil && !errors.Is(err, sync.ErrNotFound) {
+		if _, err := c.Tx.Get(ctx, key, u); err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return err
 		}
 		u.Id = c.Principal.ID
@@ -100,12 +100,12 @@ func (s *Service) update(ctx context.Context, procedure string, cmd any, mutate 
 		return err
 	})
 	if err != nil {
-		return nil, sync.Change{}, err
+		return nil, engine.Change{}, err
 	}
 	// Built from the change, so an idempotent replay answers the same.
 	u := &userv1.User{}
 	if err := changes[0].DecodeInto(u); err != nil {
-		return nil, sync.Change{}, err
+		return nil, engine.Change{}, err
 	}
 	return u, changes[0], nil
 }
