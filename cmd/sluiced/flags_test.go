@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -27,5 +28,39 @@ func TestLimitFlagsFromEnv(t *testing.T) {
 	fs, _, _ = flags("serve", io.Discard)
 	if err := parseFlags(fs, nil); err == nil || !strings.Contains(err.Error(), "SLUICE_RATE_TYPING") {
 		t.Errorf("bad env value: %v", err)
+	}
+}
+
+// Every flag has one environment variable, by one rule (SLUICE_ and the
+// name, DATABASE_URL and NATS_URL kept), applied in one place; the command
+// line wins; -h names each variable.
+func TestEveryFlagHasItsVariable(t *testing.T) {
+	t.Setenv("SLUICE_SESSION_TTL", "90m")
+	t.Setenv("SLUICE_INSECURE_DEV_USERS", "1")
+	t.Setenv("DATABASE_URL", "postgres://db.example/x")
+	t.Setenv("SLUICE_MAX_STREAMS_PER_USER", "77")
+	t.Setenv("SLUICE_ADDR", "127.0.0.1:1")
+	var help strings.Builder
+	fs, cfg, level := flags("serve", &help)
+	t.Setenv("SLUICE_LOG_LEVEL", "warn")
+	if err := parseFlags(fs, []string{"-addr", "127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SessionTTL != 90*time.Minute || !cfg.InsecureDevUsers || cfg.DatabaseURL != "postgres://db.example/x" ||
+		cfg.StreamLimits.PerPrincipal != 77 || *level != "warn" {
+		t.Errorf("from the environment: ttl %v, insecure %v, db %q, streams %d, level %q",
+			cfg.SessionTTL, cfg.InsecureDevUsers, cfg.DatabaseURL, cfg.StreamLimits.PerPrincipal, *level)
+	}
+	if cfg.Addr != "127.0.0.1:2" {
+		t.Errorf("addr %q: the command line must win over SLUICE_ADDR", cfg.Addr)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(f.Usage, "[$"+envName(f.Name)+"]") {
+			t.Errorf("-%s: help does not name %s", f.Name, envName(f.Name))
+		}
+	})
+	fs, _, _ = flags("serve", &help)
+	if err := parseFlags(fs, []string{"-h"}); err == nil || !strings.Contains(help.String(), "[$SLUICE_SESSION_TTL]") {
+		t.Errorf("-h: %v\n%s", err, help.String())
 	}
 }
