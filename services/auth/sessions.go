@@ -39,8 +39,8 @@ type SessionsConfig struct {
 // a short-lived cache in front of Postgres, and tells streams when their
 // session ends. It is safe for concurrent use.
 type Sessions struct {
-	store *engine.Store
-	cfg   SessionsConfig
+	rows sessionRows
+	cfg  SessionsConfig
 	// fresh is how long a cached answer is used: CacheTTL, or TouchEvery
 	// if shorter, so that use served from the cache is still recorded in
 	// time to keep the session from going idle.
@@ -91,7 +91,7 @@ func NewSessions(store *engine.Store, cfg SessionsConfig) *Sessions {
 		fresh = min(fresh, cfg.TouchEvery)
 	}
 	return &Sessions{
-		store:    store,
+		rows:     sessionRows{pool: store.Pool()},
 		cfg:      cfg,
 		fresh:    fresh,
 		cache:    make(map[string]cached),
@@ -115,7 +115,7 @@ func (s *Sessions) Create(ctx context.Context, id Identity) (token string, expir
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("client data: %w", err)
 	}
-	sess, err := s.store.CreateSession(ctx, engine.Session{
+	sess, err := s.rows.CreateSession(ctx, Session{
 		TokenHash:  hashToken(token),
 		UserID:     id.ID,
 		Roles:      normalizeRoles(id.Roles),
@@ -158,7 +158,7 @@ func (s *Sessions) Principal(ctx context.Context, token string) (*authz.Principa
 	}
 	s.mu.Unlock()
 	s.misses.Add(1)
-	sess, err := s.store.ActiveSession(ctx, hash, s.cfg.Idle, s.cfg.TouchEvery)
+	sess, err := s.rows.ActiveSession(ctx, hash, s.cfg.Idle, s.cfg.TouchEvery)
 	if errors.Is(err, engine.ErrNotFound) {
 		return nil, authz.ErrUnauthenticated
 	}
@@ -184,7 +184,7 @@ func (s *Sessions) Principal(ctx context.Context, token string) (*authz.Principa
 // Revoke revokes a session, drops it from this instance's cache and ends
 // the streams watching it here.
 func (s *Sessions) Revoke(ctx context.Context, id int64) error {
-	if err := s.store.RevokeSession(ctx, id); err != nil {
+	if err := s.rows.RevokeSession(ctx, id); err != nil {
 		return err
 	}
 	s.forget([]int64{id})
@@ -196,7 +196,7 @@ func (s *Sessions) Revoke(ctx context.Context, id int64) error {
 // session check interval elsewhere; other instances stop accepting the
 // tokens within CacheTTL.
 func (s *Sessions) RevokeUser(ctx context.Context, userID string) (int, error) {
-	ids, err := s.store.RevokeUserSessions(ctx, userID)
+	ids, err := s.rows.RevokeUserSessions(ctx, userID)
 	if err != nil {
 		return 0, err
 	}
@@ -284,7 +284,7 @@ func (s *Sessions) Live(ctx context.Context, id int64) (bool, error) {
 	if ok && now.Sub(c.fetched) < s.fresh {
 		return c.live, nil
 	}
-	live, err := s.store.SessionActive(ctx, id, s.cfg.Idle, s.cfg.TouchEvery)
+	live, err := s.rows.SessionActive(ctx, id, s.cfg.Idle, s.cfg.TouchEvery)
 	if err != nil {
 		return false, err
 	}

@@ -35,6 +35,12 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome of the write unknown")
 )
 
+// DBError turns a pgx error into one of the package errors (ErrNotFound,
+// ErrConflict, ErrRetry, ErrUnavailable), by SQLSTATE: for packages that
+// own SQL of their own (the auth package's sessions), so their errors mean
+// what the engine's do.
+func DBError(err error) error { return translate(err) }
+
 // translate turns a pgx error into one of the package errors, by SQLSTATE and
 // never by matching message text. Other errors are returned unchanged.
 func translate(err error) error {

@@ -42,8 +42,8 @@ type StoreConfig struct {
 	TracerProvider trace.TracerProvider
 }
 
-// Store keeps records, scopes, changes and sessions in PostgreSQL. It is
-// safe for concurrent use.
+// Store keeps records, scopes, changes, jobs and idempotency records in
+// PostgreSQL (sessions are the auth package's). It is safe for concurrent use.
 type Store struct {
 	pool     *pgxpool.Pool
 	notifier Notifier

@@ -1,10 +1,18 @@
-package engine
+package auth
 
 import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicehq/sluice/sync/engine"
 )
+
+// sessionRows is the SQL of the sessions table. Sessions are the auth
+// package's concept; the engine's Store knows nothing of them.
+type sessionRows struct{ pool *pgxpool.Pool }
 
 // Session is a login session. The token itself is never stored: TokenHash is
 // its SHA-256.
@@ -21,7 +29,7 @@ type Session struct {
 
 // CreateSession stores a new session and returns it with its ID and
 // CreatedAt set.
-func (s *Store) CreateSession(ctx context.Context, sess Session) (Session, error) {
+func (s sessionRows) CreateSession(ctx context.Context, sess Session) (Session, error) {
 	if sess.Roles == nil {
 		sess.Roles = []string{}
 	}
@@ -37,16 +45,16 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) (Session, error
 		sess.TokenHash, sess.UserID, sess.Roles, sess.ServerData, sess.ClientData, sess.ExpiresAt,
 	).Scan(&sess.ID, &sess.CreatedAt)
 	if err != nil {
-		return Session{}, fmt.Errorf("create session: %w", translate(err))
+		return Session{}, fmt.Errorf("create session: %w", engine.DBError(err))
 	}
 	return sess, nil
 }
 
 // RevokeSession revokes the session with the given ID. Revoking a revoked or
 // unknown session is not an error.
-func (s *Store) RevokeSession(ctx context.Context, id int64) error {
+func (s sessionRows) RevokeSession(ctx context.Context, id int64) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id); err != nil {
-		return fmt.Errorf("revoke session: %w", translate(err))
+		return fmt.Errorf("revoke session: %w", engine.DBError(err))
 	}
 	return nil
 }

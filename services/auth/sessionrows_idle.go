@@ -1,9 +1,11 @@
-package engine
+package auth
 
 import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/sluicehq/sluice/sync/engine"
 )
 
 // Idle expiry of sessions (migration 002: sessions.last_seen_at).
@@ -16,8 +18,8 @@ import (
 // ActiveSession returns the session with the given token hash if it is
 // neither revoked nor expired and, when idle > 0, was seen within idle. It
 // marks the session seen now if it was last seen more than touch ago. It
-// returns ErrNotFound if there is no such session.
-func (s *Store) ActiveSession(ctx context.Context, hash []byte, idle, touch time.Duration) (Session, error) {
+// returns engine.ErrNotFound if there is no such session.
+func (s sessionRows) ActiveSession(ctx context.Context, hash []byte, idle, touch time.Duration) (Session, error) {
 	var sess Session
 	err := s.pool.QueryRow(ctx, `
 		WITH s AS (
@@ -34,7 +36,7 @@ func (s *Store) ActiveSession(ctx context.Context, hash []byte, idle, touch time
 		hash, idle.Microseconds(), touch.Microseconds(),
 	).Scan(&sess.ID, &sess.TokenHash, &sess.UserID, &sess.Roles, &sess.ServerData, &sess.ClientData, &sess.CreatedAt, &sess.ExpiresAt)
 	if err != nil {
-		return Session{}, fmt.Errorf("active session: %w", translate(err))
+		return Session{}, fmt.Errorf("active session: %w", engine.DBError(err))
 	}
 	return sess, nil
 }
@@ -42,7 +44,7 @@ func (s *Store) ActiveSession(ctx context.Context, hash []byte, idle, touch time
 // SessionActive reports whether the session with the given ID is neither
 // revoked nor expired nor, when idle > 0, unseen for longer than idle. Like
 // ActiveSession it marks the session seen (an open stream is use).
-func (s *Store) SessionActive(ctx context.Context, id int64, idle, touch time.Duration) (bool, error) {
+func (s sessionRows) SessionActive(ctx context.Context, id int64, idle, touch time.Duration) (bool, error) {
 	var active bool
 	err := s.pool.QueryRow(ctx, `
 		WITH s AS (
@@ -59,32 +61,32 @@ func (s *Store) SessionActive(ctx context.Context, id int64, idle, touch time.Du
 		id, idle.Microseconds(), touch.Microseconds(),
 	).Scan(&active)
 	if err != nil {
-		return false, fmt.Errorf("session active: %w", translate(err))
+		return false, fmt.Errorf("session active: %w", engine.DBError(err))
 	}
 	return active, nil
 }
 
 // RevokeUserSessions revokes every live session of userID and returns
 // their IDs (none is not an error).
-func (s *Store) RevokeUserSessions(ctx context.Context, userID string) ([]int64, error) {
+func (s sessionRows) RevokeUserSessions(ctx context.Context, userID string) ([]int64, error) {
 	rows, err := s.pool.Query(ctx, `
 		UPDATE sessions SET revoked_at = now()
 		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
 		RETURNING id`, userID)
 	if err != nil {
-		return nil, fmt.Errorf("revoke user sessions: %w", translate(err))
+		return nil, fmt.Errorf("revoke user sessions: %w", engine.DBError(err))
 	}
 	defer rows.Close()
 	var ids []int64
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("revoke user sessions: %w", translate(err))
+			return nil, fmt.Errorf("revoke user sessions: %w", engine.DBError(err))
 		}
 		ids = append(ids, id)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("revoke user sessions: %w", translate(err))
+		return nil, fmt.Errorf("revoke user sessions: %w", engine.DBError(err))
 	}
 	return ids, nil
 }
