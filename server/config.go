@@ -35,7 +35,7 @@ import (
 type FileConfig struct {
 	Auth AuthFileConfig `yaml:"auth"`
 	// Services are the credentials of backend service principals.
-	Services []ServiceCredential `yaml:"services"`
+	Services []ServiceCredential `yaml:"services" validate:"dive"`
 	TLS      TLSConfig           `yaml:"tls"`
 	CORS     CORSConfig          `yaml:"cors"`
 	Mail     MailFileConfig      `yaml:"mail"`
@@ -50,7 +50,7 @@ type AuthFileConfig struct {
 	// Chain lists the authenticators in the order Login asks them; a `jwt`
 	// entry verifies bearer JWTs instead. Empty: the -users file, else the
 	// development users.
-	Chain    []AuthenticatorConfig `yaml:"chain"`
+	Chain    []AuthenticatorConfig `yaml:"chain" validate:"dive"`
 	Sessions SessionsFileConfig    `yaml:"sessions"`
 	Throttle ThrottleFileConfig    `yaml:"throttle"`
 }
@@ -64,12 +64,12 @@ type AuthenticatorConfig struct {
 	// file: Path is the users file; ReloadInterval how often it is checked
 	// for changes (default 1s).
 	Path           string        `yaml:"path"`
-	ReloadInterval time.Duration `yaml:"reload_interval"`
+	ReloadInterval time.Duration `yaml:"reload_interval" validate:"gte=0"`
 
 	// http: the webhook URL, the timeout of one call (default 3s) and
 	// headers sent with every call (e.g. a shared secret).
 	URL     string            `yaml:"url"`
-	Timeout time.Duration     `yaml:"timeout"`
+	Timeout time.Duration     `yaml:"timeout" validate:"gte=0"`
 	Headers map[string]string `yaml:"headers"`
 
 	// jwt: see auth.JWTConfig.
@@ -78,10 +78,10 @@ type AuthenticatorConfig struct {
 	JWKSURL            string        `yaml:"jwks_url"`
 	KeyFiles           []string      `yaml:"key_files"`
 	JWKS               string        `yaml:"jwks"`
-	Algorithms         []string      `yaml:"algorithms"`
-	ClockSkew          time.Duration `yaml:"clock_skew"`
-	RefreshInterval    time.Duration `yaml:"refresh_interval"`
-	MinRefetchInterval time.Duration `yaml:"min_refetch_interval"`
+	Algorithms         []string      `yaml:"algorithms" validate:"dive,oneof=RS256 ES256 EdDSA"`
+	ClockSkew          time.Duration `yaml:"clock_skew" validate:"gte=0"`
+	RefreshInterval    time.Duration `yaml:"refresh_interval" validate:"gte=0"`
+	MinRefetchInterval time.Duration `yaml:"min_refetch_interval" validate:"gte=0"`
 	Claims             ClaimsConfig  `yaml:"claims"`
 }
 
@@ -96,13 +96,13 @@ type ClaimsConfig struct {
 // SessionsFileConfig is auth.sessions.
 type SessionsFileConfig struct {
 	// TTL is the absolute session lifetime. Default: -session-ttl (24h).
-	TTL time.Duration `yaml:"ttl"`
+	TTL time.Duration `yaml:"ttl" validate:"gte=0"`
 	// Idle ends sessions unused for this long (at least 1m): sliding
 	// expiry within TTL. Default: -session-idle (2h).
-	Idle time.Duration `yaml:"idle"`
+	Idle time.Duration `yaml:"idle" validate:"omitempty,min=1m"`
 	// CacheTTL bounds how long another instance may accept a revoked
 	// session (at most 1m). Default 2s.
-	CacheTTL time.Duration `yaml:"cache_ttl"`
+	CacheTTL time.Duration `yaml:"cache_ttl" validate:"gte=0,lte=1m"`
 }
 
 // ThrottleFileConfig is auth.throttle.
@@ -114,23 +114,23 @@ type ThrottleFileConfig struct {
 	// KnownFor is how long an address a user logged in from is exempt
 	// from per_user for that user (default 720h; negative: never).
 	KnownFor time.Duration `yaml:"known_for"`
-	MaxKeys  int           `yaml:"max_keys"`
+	MaxKeys  int           `yaml:"max_keys" validate:"gte=0"`
 	// TrustedProxies are addresses or CIDR prefixes of reverse proxies
 	// whose X-Forwarded-For is believed.
-	TrustedProxies []string `yaml:"trusted_proxies"`
+	TrustedProxies []string `yaml:"trusted_proxies" validate:"dive,ipprefix"`
 }
 
 // RateFileConfig is a token bucket: attempts per period, burst at once.
 type RateFileConfig struct {
-	Attempts int           `yaml:"attempts"`
-	Per      time.Duration `yaml:"per"`
-	Burst    int           `yaml:"burst"`
+	Attempts int           `yaml:"attempts" validate:"gte=-1"`
+	Per      time.Duration `yaml:"per" validate:"gte=0"`
+	Burst    int           `yaml:"burst" validate:"gte=0"`
 }
 
 // ServiceCredential is one backend service allowed to act as a service
 // principal: its name and the argon2id or bcrypt hash of its secret.
 type ServiceCredential struct {
-	Name       string `yaml:"name"`
+	Name       string `yaml:"name" validate:"servicename"`
 	SecretHash string `yaml:"secret_hash"`
 }
 
@@ -151,7 +151,7 @@ type MailFileConfig struct {
 	Domain string `yaml:"domain"`
 	// Security is starttls (submission, port 587), tls (port 465) or none
 	// (a local relay); default starttls when a username is set.
-	Security string `yaml:"security"`
+	Security string `yaml:"security" validate:"omitempty,oneof=starttls tls none"`
 	Username string `yaml:"username"`
 	// PasswordEnv names the environment variable holding the password:
 	// secrets stay out of the file.
@@ -163,7 +163,7 @@ type MailFileConfig struct {
 
 // CORSConfig is the cors section: the browser origins allowed to call.
 type CORSConfig struct {
-	Origins []string `yaml:"origins"`
+	Origins []string `yaml:"origins" validate:"dive,origin"`
 }
 
 // stringList is a YAML string or list of strings.
@@ -271,20 +271,12 @@ func (fc *FileConfig) validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	nonNeg := func(field string, d time.Duration) {
-		if d < 0 {
-			bad(field, "must not be negative")
-		}
-	}
+	// Rules of one field are validate tags on the structs (tagErrors);
+	// what follows relates fields to each other.
+	errs = append(errs, fc.tagErrors()...)
 
-	switch fc.Mail.Security {
-	case "", "starttls", "tls":
-	case "none":
-		if fc.Mail.Username != "" {
-			bad("mail.security", "none would send the password without TLS")
-		}
-	default:
-		bad("mail.security", "must be starttls, tls or none")
+	if fc.Mail.Security == "none" && fc.Mail.Username != "" {
+		bad("mail.security", "none would send the password without TLS")
 	}
 	if (fc.Mail.Username == "") != (fc.Mail.PasswordEnv == "") {
 		bad("mail.username", "username and password_env go together")
@@ -309,13 +301,11 @@ func (fc *FileConfig) validate() error {
 			if e.Path == "" {
 				bad(at+".path", "required")
 			}
-			nonNeg(at+".reload_interval", e.ReloadInterval)
 		case "http":
 			passwords++
 			if !isHTTPURL(e.URL) {
 				bad(at+".url", "required: an absolute http or https URL")
 			}
-			nonNeg(at+".timeout", e.Timeout)
 			for k := range e.Headers {
 				if k == "" || strings.ContainsAny(k, " :\r\n") {
 					bad(at+".headers", "invalid header name %q", k)
@@ -338,14 +328,6 @@ func (fc *FileConfig) validate() error {
 			if e.JWKSURL != "" && !isHTTPURL(e.JWKSURL) {
 				bad(at+".jwks_url", "must be an absolute http or https URL")
 			}
-			for _, alg := range e.Algorithms {
-				if alg != auth.AlgRS256 && alg != auth.AlgES256 && alg != auth.AlgEdDSA {
-					bad(at+".algorithms", "%q not accepted (RS256, ES256, EdDSA)", alg)
-				}
-			}
-			nonNeg(at+".clock_skew", e.ClockSkew)
-			nonNeg(at+".refresh_interval", e.RefreshInterval)
-			nonNeg(at+".min_refetch_interval", e.MinRefetchInterval)
 		case "none":
 			passwords++
 			if noneAt < 0 {
@@ -366,39 +348,21 @@ func (fc *FileConfig) validate() error {
 	}
 
 	s := fc.Auth.Sessions
-	nonNeg("auth.sessions.ttl", s.TTL)
-	if s.Idle < 0 || (s.Idle > 0 && s.Idle < time.Minute) {
-		bad("auth.sessions.idle", "must be at least 1m (0: the -session-idle flag)")
-	}
 	if s.TTL > 0 && s.Idle > s.TTL {
 		bad("auth.sessions.idle", "longer than auth.sessions.ttl")
-	}
-	if s.CacheTTL < 0 || s.CacheTTL > time.Minute {
-		bad("auth.sessions.cache_ttl", "must be between 0 and 1m")
 	}
 
 	t := fc.Auth.Throttle
 	for name, r := range map[string]RateFileConfig{"per_user_address": t.PerUserAddress, "per_user": t.PerUser, "per_address": t.PerAddress} {
 		at := "auth.throttle." + name
-		if r.Attempts < 0 {
+		if r.Attempts < 0 { // -1 ("no limit") is for limits.rates only
 			bad(at+".attempts", "must not be negative")
 		}
-		if r.Burst < 0 {
-			bad(at+".burst", "must not be negative")
-		}
-		if r.Per < 0 || (r.Attempts > 0 && r.Per == 0) {
+		if r.Attempts > 0 && r.Per == 0 {
 			bad(at+".per", "must be a positive duration when attempts is set")
 		}
 		if r.Attempts == 0 && (r.Per != 0 || r.Burst != 0) {
 			bad(at+".attempts", "required when per or burst is set")
-		}
-	}
-	if t.MaxKeys < 0 {
-		bad("auth.throttle.max_keys", "must not be negative")
-	}
-	for i, p := range t.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
-			bad(fmt.Sprintf("auth.throttle.trusted_proxies[%d]", i), "%q is not an IP address or CIDR prefix", p)
 		}
 	}
 
@@ -407,10 +371,7 @@ func (fc *FileConfig) validate() error {
 	seen := map[string]bool{}
 	for i, sc := range fc.Services {
 		at := fmt.Sprintf("services[%d]", i)
-		switch {
-		case !serviceName.MatchString(sc.Name):
-			bad(at+".name", "required: lowercase letters, digits, '.', '_' or '-', at most 64")
-		case seen[sc.Name]:
+		if seen[sc.Name] && sc.Name != "" {
 			bad(at+".name", "duplicate service %q", sc.Name)
 		}
 		seen[sc.Name] = true
@@ -426,11 +387,6 @@ func (fc *FileConfig) validate() error {
 	}
 	if fc.TLS.ClientCA != "" && fc.TLS.Cert == "" {
 		bad("tls.client_ca", "requires tls.cert and tls.key")
-	}
-	for i, o := range fc.CORS.Origins {
-		if !isOrigin(o) {
-			bad(fmt.Sprintf("cors.origins[%d]", i), "%q is not \"*\" or an origin like https://app.example.com", o)
-		}
 	}
 	return errors.Join(errs...)
 }

@@ -15,11 +15,11 @@ import (
 type LimitsFileConfig struct {
 	// ConnectionsPerAddress bounds the open connections of one client
 	// address (default 256; -1: no limit).
-	ConnectionsPerAddress int `yaml:"connections_per_address"`
+	ConnectionsPerAddress int `yaml:"connections_per_address" validate:"gte=-1"`
 	// TrustedPeers are addresses or CIDR prefixes (reverse proxies) whose
 	// connections are not counted. Unset: loopback. An empty list trusts
 	// no one. auth.throttle.trusted_proxies are trusted too.
-	TrustedPeers []string        `yaml:"trusted_peers"`
+	TrustedPeers []string        `yaml:"trusted_peers" validate:"dive,ipprefix"`
 	Rates        RatesFileConfig `yaml:"rates"`
 }
 
@@ -49,21 +49,11 @@ func (l LimitsFileConfig) validate() []error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if l.ConnectionsPerAddress < -1 {
-		bad("limits.connections_per_address", "must be -1 (no limit), 0 (default) or positive")
-	}
-	for i, p := range l.TrustedPeers {
-		if _, err := parsePrefix(p); err != nil {
-			bad(fmt.Sprintf("limits.trusted_peers[%d]", i), "%q is not an IP address or CIDR prefix", p)
-		}
-	}
+	// connections_per_address, trusted_peers and each rate's own fields
+	// are checked by their validate tags (FileConfig.tagErrors).
 	for c, r := range l.Rates.classes() {
 		at := "limits.rates." + c.String()
 		switch {
-		case r.Attempts < -1:
-			bad(at+".attempts", "must be -1 (no limit), 0 (default) or positive")
-		case r.Burst < 0:
-			bad(at+".burst", "must not be negative")
 		case r.Attempts > 0 && r.Per <= 0:
 			bad(at+".per", "must be a positive duration when attempts is set")
 		case r.Attempts == 0 && (r.Per != 0 || r.Burst != 0):
