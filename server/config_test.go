@@ -177,6 +177,9 @@ func TestConfigErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.field) {
 				t.Fatalf("error %q does not name %s", err, tt.field)
 			}
+			if strings.Contains(err.Error(), "breaks the rule") {
+				t.Fatalf("error %q has no message written for its rule (describeRule)", err)
+			}
 			if strings.Contains(err.Error(), "hunter2") {
 				t.Fatalf("error %q repeats a secret", err)
 			}
