@@ -34,7 +34,6 @@ import (
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
-	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/services/ops"
 	"github.com/sluicehq/sluice/sync/engine"
 )
@@ -325,7 +324,11 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.worker = engine.NewWorker(a.pool, notify.Handlers(a.store, mail, a.log), engine.WorkerConfig{Logger: a.log})
+	jobs, err := kit.Jobs(services.Modules(cfg.Modules), kit.JobDeps{Store: a.store, Mail: mail, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	a.worker = engine.NewWorker(a.pool, jobs, engine.WorkerConfig{Logger: a.log})
 	// Stopped in the reverse order (see background).
 	a.bg.start("publisher", a.pub.Run)
 	a.bg.start("hub", a.hub.Run)

@@ -25,7 +25,7 @@ import (
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/services/auth"
-	"github.com/sluicehq/sluice/services/notify"
+	"github.com/sluicehq/sluice/services/kit"
 )
 
 // FileConfig is the configuration file (`sluiced -config sluice.yml`):
@@ -675,14 +675,14 @@ func OpenAuth(fc *FileConfig, cfg Config, log *slog.Logger) (*AuthSetup, error) 
 
 // mailConfig merges the mail section of the file with the flags (the file
 // wins where it says something) and reads the password and CA bundle.
-func mailConfig(cfg Config, f MailFileConfig) (notify.MailConfig, error) {
+func mailConfig(cfg Config, f MailFileConfig) (kit.MailConfig, error) {
 	pick := func(file, flag string) string {
 		if file != "" {
 			return file
 		}
 		return flag
 	}
-	m := notify.MailConfig{
+	m := kit.MailConfig{
 		Addr:     pick(f.Addr, cfg.SMTPAddr),
 		From:     pick(f.From, cfg.MailFrom),
 		Domain:   pick(f.Domain, cfg.MailDomain),

@@ -53,6 +53,9 @@ type Module struct {
 	// are found from their proto (read-only procedures and streams are not
 	// limited; Create… and Invite… are "create"; the rest "writes").
 	RateClasses map[string]edge.RateClass
+	// Jobs returns the handlers of the background job kinds the module
+	// enqueues (Tx.Enqueue), run by the server's worker.
+	Jobs func(d JobDeps) map[string]engine.JobHandler
 	// NeedsNATS says the service's calls depend on NATS (live streams):
 	// health reports it NOT_SERVING while NATS has been down beyond a
 	// grace.

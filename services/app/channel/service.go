@@ -15,10 +15,10 @@ import (
 	messagev1 "github.com/sluicehq/sluice/gen/sluice/message/v1"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/services/access"
+	m "github.com/sluicehq/sluice/services/app/membership"
+	"github.com/sluicehq/sluice/services/app/notify"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
-	m "github.com/sluicehq/sluice/services/membership"
-	"github.com/sluicehq/sluice/services/notify"
 	"github.com/sluicehq/sluice/sync/engine"
 )
 

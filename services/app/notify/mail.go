@@ -19,35 +19,12 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/sluicehq/sluice/services/kit"
 	"github.com/sluicehq/sluice/sync/engine"
 )
 
-// MailConfig configures the e-mail of notifications. The zero value
-// disables e-mail.
-type MailConfig struct {
-	// Addr is host:port of the SMTP server; empty disables e-mail.
-	Addr string
-	// Security is how the session is protected: "starttls" (upgrade the
-	// connection and refuse a server that does not offer it; submission,
-	// port 587), "tls" (TLS from the first byte; port 465) or "none" (a
-	// local relay or a sink). Empty means "starttls" when Username is set,
-	// else "none".
-	Security string
-	// Username and Password authenticate the session (AUTH PLAIN), sent
-	// only over TLS. Empty Username: no authentication.
-	Username, Password string
-	// TLS configures the TLS of the session: nil verifies the server's
-	// certificate against the system roots for the host of Addr.
-	TLS *tls.Config
-	// From is the sender, "Name <address>" or a bare address. Empty means
-	// noreply@<Domain>.
-	From string
-	// Domain is the recipients' domain: a user is mailed at <user id>@Domain.
-	Domain string
-	// Timeout bounds one delivery, from dialing to the end of DATA. Zero
-	// means 10s.
-	Timeout time.Duration
-}
+// MailConfig is the server's SMTP configuration (kit.MailConfig).
+type MailConfig = kit.MailConfig
 
 // Bounds of the names and text put into an e-mail, in runes.
 const (

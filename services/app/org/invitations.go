@@ -10,9 +10,9 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
+	m "github.com/sluicehq/sluice/services/app/membership"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
-	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/sync/engine"
 )
 

@@ -14,9 +14,9 @@ import (
 	orgv1 "github.com/sluicehq/sluice/gen/sluice/org/v1"
 	"github.com/sluicehq/sluice/gen/sluice/org/v1/orgv1connect"
 	"github.com/sluicehq/sluice/services/access"
+	m "github.com/sluicehq/sluice/services/app/membership"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/services/kit"
-	m "github.com/sluicehq/sluice/services/membership"
 	"github.com/sluicehq/sluice/sync/engine"
 )
 
