@@ -21,7 +21,7 @@ import (
 // returns engine.ErrNotFound if there is no such session.
 func (s sessionRows) ActiveSession(ctx context.Context, hash []byte, idle, touch time.Duration) (Session, error) {
 	var sess Session
-	err := s.pool.QueryRow(ctx, `
+	err := s.store.Pool().QueryRow(ctx, `
 		WITH s AS (
 			SELECT id, token_hash, user_id, roles, server_data, client_data, created_at, expires_at, last_seen_at
 			FROM sessions
@@ -46,7 +46,7 @@ func (s sessionRows) ActiveSession(ctx context.Context, hash []byte, idle, touch
 // ActiveSession it marks the session seen (an open stream is use).
 func (s sessionRows) SessionActive(ctx context.Context, id int64, idle, touch time.Duration) (bool, error) {
 	var active bool
-	err := s.pool.QueryRow(ctx, `
+	err := s.store.Pool().QueryRow(ctx, `
 		WITH s AS (
 			SELECT id, last_seen_at
 			FROM sessions
@@ -69,7 +69,7 @@ func (s sessionRows) SessionActive(ctx context.Context, id int64, idle, touch ti
 // RevokeUserSessions revokes every live session of userID and returns
 // their IDs (none is not an error).
 func (s sessionRows) RevokeUserSessions(ctx context.Context, userID string) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, `
+	rows, err := s.store.Pool().Query(ctx, `
 		UPDATE sessions SET revoked_at = now()
 		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
 		RETURNING id`, userID)

@@ -91,7 +91,7 @@ func NewSessions(store *engine.Store, cfg SessionsConfig) *Sessions {
 		fresh = min(fresh, cfg.TouchEvery)
 	}
 	return &Sessions{
-		rows:     sessionRows{pool: store.Pool()},
+		rows:     sessionRows{store: store},
 		cfg:      cfg,
 		fresh:    fresh,
 		cache:    make(map[string]cached),

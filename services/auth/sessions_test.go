@@ -202,7 +202,7 @@ func TestSessionsLiveShared(t *testing.T) {
 		t.Fatal("new sessions not live")
 	}
 	start := time.Now()
-	if err := (sessionRows{pool: store.Pool()}).RevokeSession(ctx, elsewhere); err != nil {
+	if err := (sessionRows{store: store}).RevokeSession(ctx, elsewhere); err != nil {
 		t.Fatal(err)
 	}
 	if !live(elsewhere) && time.Since(start) < ttl/2 {
