@@ -89,8 +89,19 @@ func TestStreamCursors(t *testing.T) {
 // silentServer sends a record twice, then synced, then nothing: the
 // duplicate is dropped (and reported), and the silent connection is
 // reopened after the idle timeout.
-type silentServer struct {
-	syncv1connect.UnimplementedSyncServiceHandler
+type silentServer struct{}
+
+var _ syncv1connect.SyncServiceHandler = silentServer{}
+
+// errNotInFake answers the calls this test server does not serve.
+var errNotInFake = connect.NewError(connect.CodeUnimplemented, errors.New("not served by this test server"))
+
+func (silentServer) Get(context.Context, *connect.Request[syncv1.GetRequest]) (*connect.Response[syncv1.GetResponse], error) {
+	return nil, errNotInFake
+}
+
+func (silentServer) List(context.Context, *connect.Request[syncv1.ListRequest]) (*connect.Response[syncv1.ListResponse], error) {
+	return nil, errNotInFake
 }
 
 func (silentServer) Subscribe(ctx context.Context, _ *connect.Request[syncv1.SubscribeRequest], st *connect.ServerStream[syncv1.SubscribeResponse]) error {
