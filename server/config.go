@@ -35,7 +35,7 @@ import (
 type FileConfig struct {
 	Auth AuthFileConfig `yaml:"auth"`
 	// Services are the credentials of backend service principals.
-	Services []ServiceCredential `yaml:"services" validate:"dive"`
+	Services []ServiceCredential `yaml:"services" rule:"dive"`
 	TLS      TLSConfig           `yaml:"tls"`
 	CORS     CORSConfig          `yaml:"cors"`
 	Mail     MailFileConfig      `yaml:"mail"`
@@ -50,7 +50,7 @@ type AuthFileConfig struct {
 	// Chain lists the authenticators in the order Login asks them; a `jwt`
 	// entry verifies bearer JWTs instead. Empty: the -users file, else the
 	// development users.
-	Chain    []AuthenticatorConfig `yaml:"chain" validate:"dive"`
+	Chain    []AuthenticatorConfig `yaml:"chain" rule:"dive"`
 	Sessions SessionsFileConfig    `yaml:"sessions"`
 	Throttle ThrottleFileConfig    `yaml:"throttle"`
 }
@@ -64,12 +64,12 @@ type AuthenticatorConfig struct {
 	// file: Path is the users file; ReloadInterval how often it is checked
 	// for changes (default 1s).
 	Path           string        `yaml:"path"`
-	ReloadInterval time.Duration `yaml:"reload_interval" validate:"gte=0"`
+	ReloadInterval time.Duration `yaml:"reload_interval" rule:"gte=0"`
 
 	// http: the webhook URL, the timeout of one call (default 3s) and
 	// headers sent with every call (e.g. a shared secret).
 	URL     string            `yaml:"url"`
-	Timeout time.Duration     `yaml:"timeout" validate:"gte=0"`
+	Timeout time.Duration     `yaml:"timeout" rule:"gte=0"`
 	Headers map[string]string `yaml:"headers"`
 
 	// jwt: see auth.JWTConfig.
@@ -78,10 +78,10 @@ type AuthenticatorConfig struct {
 	JWKSURL            string        `yaml:"jwks_url"`
 	KeyFiles           []string      `yaml:"key_files"`
 	JWKS               string        `yaml:"jwks"`
-	Algorithms         []string      `yaml:"algorithms" validate:"dive,oneof=RS256 ES256 EdDSA"`
-	ClockSkew          time.Duration `yaml:"clock_skew" validate:"gte=0"`
-	RefreshInterval    time.Duration `yaml:"refresh_interval" validate:"gte=0"`
-	MinRefetchInterval time.Duration `yaml:"min_refetch_interval" validate:"gte=0"`
+	Algorithms         []string      `yaml:"algorithms" rule:"dive,oneof=RS256 ES256 EdDSA"`
+	ClockSkew          time.Duration `yaml:"clock_skew" rule:"gte=0"`
+	RefreshInterval    time.Duration `yaml:"refresh_interval" rule:"gte=0"`
+	MinRefetchInterval time.Duration `yaml:"min_refetch_interval" rule:"gte=0"`
 	Claims             ClaimsConfig  `yaml:"claims"`
 }
 
@@ -96,13 +96,13 @@ type ClaimsConfig struct {
 // SessionsFileConfig is auth.sessions.
 type SessionsFileConfig struct {
 	// TTL is the absolute session lifetime. Default: -session-ttl (24h).
-	TTL time.Duration `yaml:"ttl" validate:"gte=0"`
+	TTL time.Duration `yaml:"ttl" rule:"gte=0"`
 	// Idle ends sessions unused for this long (at least 1m): sliding
 	// expiry within TTL. Default: -session-idle (2h).
-	Idle time.Duration `yaml:"idle" validate:"omitempty,min=1m"`
+	Idle time.Duration `yaml:"idle" rule:"omitempty,min=1m"`
 	// CacheTTL bounds how long another instance may accept a revoked
 	// session (at most 1m). Default 2s.
-	CacheTTL time.Duration `yaml:"cache_ttl" validate:"gte=0,lte=1m"`
+	CacheTTL time.Duration `yaml:"cache_ttl" rule:"gte=0,lte=1m"`
 }
 
 // ThrottleFileConfig is auth.throttle.
@@ -114,23 +114,23 @@ type ThrottleFileConfig struct {
 	// KnownFor is how long an address a user logged in from is exempt
 	// from per_user for that user (default 720h; negative: never).
 	KnownFor time.Duration `yaml:"known_for"`
-	MaxKeys  int           `yaml:"max_keys" validate:"gte=0"`
+	MaxKeys  int           `yaml:"max_keys" rule:"gte=0"`
 	// TrustedProxies are addresses or CIDR prefixes of reverse proxies
 	// whose X-Forwarded-For is believed.
-	TrustedProxies []string `yaml:"trusted_proxies" validate:"dive,ipprefix"`
+	TrustedProxies []string `yaml:"trusted_proxies" rule:"dive,ipprefix"`
 }
 
 // RateFileConfig is a token bucket: attempts per period, burst at once.
 type RateFileConfig struct {
-	Attempts int           `yaml:"attempts" validate:"gte=-1"`
-	Per      time.Duration `yaml:"per" validate:"gte=0"`
-	Burst    int           `yaml:"burst" validate:"gte=0"`
+	Attempts int           `yaml:"attempts" rule:"gte=-1"`
+	Per      time.Duration `yaml:"per" rule:"gte=0"`
+	Burst    int           `yaml:"burst" rule:"gte=0"`
 }
 
 // ServiceCredential is one backend service allowed to act as a service
 // principal: its name and the argon2id or bcrypt hash of its secret.
 type ServiceCredential struct {
-	Name       string `yaml:"name" validate:"servicename"`
+	Name       string `yaml:"name" rule:"servicename"`
 	SecretHash string `yaml:"secret_hash"`
 }
 
@@ -151,7 +151,7 @@ type MailFileConfig struct {
 	Domain string `yaml:"domain"`
 	// Security is starttls (submission, port 587), tls (port 465) or none
 	// (a local relay); default starttls when a username is set.
-	Security string `yaml:"security" validate:"omitempty,oneof=starttls tls none"`
+	Security string `yaml:"security" rule:"omitempty,oneof=starttls tls none"`
 	Username string `yaml:"username"`
 	// PasswordEnv names the environment variable holding the password:
 	// secrets stay out of the file.
@@ -163,7 +163,7 @@ type MailFileConfig struct {
 
 // CORSConfig is the cors section: the browser origins allowed to call.
 type CORSConfig struct {
-	Origins []string `yaml:"origins" validate:"dive,origin"`
+	Origins []string `yaml:"origins" rule:"dive,origin"`
 }
 
 // stringList is a YAML string or list of strings.
@@ -271,7 +271,7 @@ func (fc *FileConfig) validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	// Rules of one field are validate tags on the structs (tagErrors);
+	// Rules of one field are `rule` tags on the structs (tagErrors);
 	// what follows relates fields to each other.
 	errs = append(errs, fc.tagErrors()...)
 

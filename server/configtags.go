@@ -10,7 +10,9 @@ import (
 )
 
 // fileRules checks the rules of single fields of the config file, written
-// as `validate` tags on its structs (FileConfig and the sections in it).
+// as `rule` tags on its structs (FileConfig and the sections in it). The
+// tag key is not `validate`: these messages are for operators
+// (describeRule), not the client messages of edge.Validator.
 // Rules that relate fields to each other (an authenticator's fields by its
 // type, tls.cert with tls.key, sessions.idle within sessions.ttl, unique
 // service names) are in FileConfig.validate.
@@ -18,6 +20,7 @@ var fileRules = newFileRules()
 
 func newFileRules() *validator.Validate {
 	v := validator.New()
+	v.SetTagName("rule")
 	// Errors name the YAML path, e.g. auth.chain[0].reload_interval.
 	v.RegisterTagNameFunc(func(f reflect.StructField) string {
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
@@ -38,7 +41,7 @@ func newFileRules() *validator.Validate {
 	return v
 }
 
-// tagErrors returns one error per field of fc that breaks its validate
+// tagErrors returns one error per field of fc that breaks its rule
 // tag, each naming the field by its YAML path.
 func (fc *FileConfig) tagErrors() []error {
 	err := fileRules.Struct(fc)

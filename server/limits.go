@@ -15,11 +15,11 @@ import (
 type LimitsFileConfig struct {
 	// ConnectionsPerAddress bounds the open connections of one client
 	// address (default 256; -1: no limit).
-	ConnectionsPerAddress int `yaml:"connections_per_address" validate:"gte=-1"`
+	ConnectionsPerAddress int `yaml:"connections_per_address" rule:"gte=-1"`
 	// TrustedPeers are addresses or CIDR prefixes (reverse proxies) whose
 	// connections are not counted. Unset: loopback. An empty list trusts
 	// no one. auth.throttle.trusted_proxies are trusted too.
-	TrustedPeers []string        `yaml:"trusted_peers" validate:"dive,ipprefix"`
+	TrustedPeers []string        `yaml:"trusted_peers" rule:"dive,ipprefix"`
 	Rates        RatesFileConfig `yaml:"rates"`
 }
 
@@ -50,7 +50,7 @@ func (l LimitsFileConfig) validate() []error {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
 	// connections_per_address, trusted_peers and each rate's own fields
-	// are checked by their validate tags (FileConfig.tagErrors).
+	// are checked by their `rule` tags (FileConfig.tagErrors).
 	for c, r := range l.Rates.classes() {
 		at := "limits.rates." + c.String()
 		switch {
