@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/internal/devpg"
 	"github.com/sluicehq/sluice/migrations"
+	"github.com/sluicehq/sluice/internal/h2"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
@@ -100,6 +101,11 @@ type Config struct {
 	// TLSClientCA makes the server verify client certificates against this
 	// CA (mutual TLS for service principals); optional for other callers.
 	TLSClientCA string
+	// StdHTTP2 serves HTTP/2 with net/http's own server instead of
+	// Sluice's (internal/h2, the default), which writes a stream's flushes
+	// to the socket from the handler's goroutine. A fallback, should a
+	// client meet a difference between the two.
+	StdHTTP2 bool
 	// DataDir holds the private Postgres cluster. Default "./.sluice".
 	DataDir string
 	// localDatabase replaces localhost:5432 as the server probed before
@@ -587,6 +593,15 @@ func (a *App) Serve(ln net.Listener) error {
 		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 250},
 		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		TLSConfig: tc,
+	}
+	if !a.cfg.StdHTTP2 {
+		h2s := &h2.Server{
+			MaxConcurrentStreams: uint32(srv.HTTP2.MaxConcurrentStreams),
+			MaxHeaderListSize:    uint32(srv.MaxHeaderBytes),
+			IdleTimeout:          srv.IdleTimeout,
+			Logger:               a.log,
+		}
+		h2s.Configure(srv)
 	}
 	lim, err := connLimits(a.cfg, a.file)
 	if err != nil {

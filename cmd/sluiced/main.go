@@ -92,6 +92,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *server.Config, *strin
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file: serve HTTPS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "CA for client certificates of service principals (mutual TLS)")
+	fs.BoolVar(&cfg.StdHTTP2, "std-http2", false, "serve HTTP/2 with Go's net/http server instead of Sluice's own (a fallback; costs more CPU and memory per stream)")
 	fs.StringVar(&cfg.SMTPAddr, "smtp-addr", "", "SMTP server host:port for notification e-mail; empty disables e-mail")
 	fs.StringVar(&cfg.MailFrom, "mail-from", "", "sender of notification e-mail; default noreply@<mail-domain>")
 	fs.StringVar(&cfg.MailDomain, "mail-domain", "", "recipients are <user id>@<mail-domain>")
