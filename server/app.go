@@ -29,8 +29,8 @@ import (
 
 	"github.com/sluicehq/sluice/authz"
 	"github.com/sluicehq/sluice/internal/devpg"
-	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/internal/h2"
+	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/services"
 	"github.com/sluicehq/sluice/services/auth"
 	"github.com/sluicehq/sluice/services/edge"
