@@ -193,6 +193,7 @@ type App struct {
 	metrics    *ops.Metrics
 	bg         *background // the engine's running components
 	http       *http.Server
+	h2         *h2.Server // nil with StdHTTP2
 	auth       *AuthSetup
 	file       *FileConfig
 
@@ -200,7 +201,7 @@ type App struct {
 	// refusals are counted in sluice_connections_refused_total).
 	limited atomic.Pointer[edge.LimitListener]
 
-	httpMu   sync.Mutex // guards http and stopping
+	httpMu   sync.Mutex // guards http, h2 and stopping
 	stopping bool
 
 	stopOnce sync.Once
@@ -594,8 +595,9 @@ func (a *App) Serve(ln net.Listener) error {
 		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		TLSConfig: tc,
 	}
+	var h2s *h2.Server
 	if !a.cfg.StdHTTP2 {
-		h2s := &h2.Server{
+		h2s = &h2.Server{
 			MaxConcurrentStreams: uint32(srv.HTTP2.MaxConcurrentStreams),
 			MaxHeaderListSize:    uint32(srv.MaxHeaderBytes),
 			IdleTimeout:          srv.IdleTimeout,
@@ -622,7 +624,11 @@ func (a *App) Serve(ln net.Listener) error {
 		_ = ln.Close()
 		return nil
 	}
-	a.http = srv
+	if h2s != nil && tc == nil {
+		// h2c connections skip net/http's per-connection buffers.
+		ln = h2s.Split(ln, srv)
+	}
+	a.http, a.h2 = srv, h2s
 	a.httpMu.Unlock()
 	err = srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -643,11 +649,18 @@ func (a *App) shutdown(ctx context.Context) error {
 	var err error
 	a.httpMu.Lock()
 	a.stopping = true
-	srv := a.http
+	srv, h2s := a.http, a.h2
 	a.httpMu.Unlock()
 	if srv != nil {
 		done := make(chan error, 1)
-		go func() { done <- srv.Shutdown(ctx) }()
+		go func() {
+			err := srv.Shutdown(ctx)
+			if h2s != nil {
+				// Cleartext HTTP/2 connections are h2s's alone.
+				err = errors.Join(err, h2s.Wait(ctx))
+			}
+			done <- err
+		}()
 		a.services.Shutdown()
 		err = <-done
 	} else if a.services != nil {

@@ -1342,10 +1342,13 @@ func faultKill(t *testing.T, a *testApp) {
 	t.Helper()
 	a.stopOnce.Do(func() {
 		a.httpMu.Lock()
-		srv := a.http
+		srv, h2s := a.http, a.h2
 		a.httpMu.Unlock()
 		if srv != nil {
 			_ = srv.Close()
+		}
+		if h2s != nil {
+			h2s.Close() // the h2c connections, which srv does not track
 		}
 		a.nc.Close()
 		t.Cleanup(func() {

@@ -68,6 +68,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutdown bool
+	drained  chan struct{} // closed when conns empties (Wait)
 }
 
 const (
@@ -173,6 +174,10 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
+		if len(s.conns) == 0 && s.drained != nil {
+			close(s.drained)
+			s.drained = nil
+		}
 		s.mu.Unlock()
 	}()
 
