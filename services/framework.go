@@ -54,6 +54,7 @@ func Framework() []kit.Module {
 					Presence:      d.Presence,
 					PresenceTypes: d.PresenceTypes,
 					Logger:        d.Logger,
+					Traced:        d.Traced,
 				})
 				return syncsvc.NewHandler(svc, opts...)
 			},

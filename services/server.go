@@ -250,6 +250,7 @@ func New(cfg Config) (*Server, error) {
 		Login:    cfg.Login,
 		Auth:     cfg.Auth,
 		Logger:   log,
+		Traced:   cfg.TracerProvider != nil,
 	}
 	for _, m := range modules {
 		d.PresenceTypes = append(d.PresenceTypes, m.Presence...)

@@ -86,6 +86,10 @@ type Deps struct {
 	// Auth configures login throttling and trusted proxies.
 	Auth   auth.ServiceConfig
 	Logger *slog.Logger
+	// Traced says calls are traced (an interceptor sees every message a
+	// stream sends), so a stream must send each message through
+	// connect-go.
+	Traced bool
 }
 
 // Procedures returns the procedures ("/pkg.Service/Method") of the proto

@@ -35,6 +35,10 @@ type Config struct {
 	PresenceTypes []string
 	// Logger receives diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// Traced sends every event through connect-go's Send, where the
+	// tracing interceptor sees it. Otherwise a live event goes to the
+	// response as a ready-made envelope (see NewHandler).
+	Traced bool
 }
 
 // Service implements sluice.sync.v1.SyncService. Its streams live as long

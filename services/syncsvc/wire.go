@@ -2,7 +2,10 @@ package syncsvc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -16,7 +19,12 @@ import (
 // change is encoded once per instance and every stream sends those bytes
 // (eventCodec wraps the edge's codecs), and the events a stream sends
 // together reach the socket in one flush (the flush gate), not one flush
-// per event.
+// per event. Once a stream's first message went out through connect-go
+// (its headers with it), a live event smaller than edge.CompressMinBytes
+// goes to the response as a ready-made envelope: the 5-byte prefix that
+// the Connect, gRPC and gRPC-Web protocols share and the event's shared
+// encoding, without connect-go's per-message buffering (unless
+// Config.Traced asks for every message to pass the interceptors).
 func NewHandler(svc *Service, opts ...connect.HandlerOption) (string, http.Handler) {
 	for _, c := range edge.Codecs(svc.cfg.Logger) {
 		opts = append(opts, connect.WithCodec(eventCodec{inner: c}))
@@ -29,6 +37,9 @@ func NewHandler(svc *Service, opts ...connect.HandlerOption) (string, http.Handl
 			return
 		}
 		g := &flushGate{ResponseWriter: w, flusher: f}
+		if !svc.cfg.Traced {
+			g.direct, g.json = envelopeFormat(r.Header.Get("Content-Type"))
+		}
 		h.ServeHTTP(g, r.WithContext(context.WithValue(r.Context(), gateKey{}, g)))
 	})
 }
@@ -43,6 +54,62 @@ type flushGate struct {
 	flusher http.Flusher
 	held    bool
 	dirty   bool
+
+	direct bool    // events may be written as envelopes (envelopeFormat)
+	json   bool    // in their JSON form
+	opened bool    // a message went out through connect-go: headers are out
+	prefix [5]byte // the envelope prefix being written
+}
+
+// envelopeFormat tells whether the stream's messages are plain envelopes
+// (flags, length, message) whose message is an event's binary (json
+// false) or JSON encoding: true for the content types of Connect, gRPC
+// and gRPC-Web streams with the proto and JSON codecs.
+func envelopeFormat(contentType string) (direct, json bool) {
+	mt, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
+	case "application/connect+proto", "application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto":
+		return true, false
+	case "application/connect+json", "application/grpc+json", "application/grpc-web+json":
+		return true, true
+	}
+	return false, false
+}
+
+// writeEvent writes e as an envelope and reports true, or reports false
+// when e must go through connect-go: it may be compressed, or its
+// encoding failed (connect-go reports that).
+func (g *flushGate) writeEvent(e *engine.Event) (bool, error) {
+	encode := e.Binary
+	if g.json {
+		encode = e.JSON
+	}
+	b, err := encode()
+	if err != nil || len(b) >= edge.CompressMinBytes {
+		return false, nil
+	}
+	n := len(b)
+	g.prefix = [5]byte{0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	g.dirty = true
+	if _, err := g.ResponseWriter.Write(g.prefix[:]); err != nil {
+		return true, writeError(err)
+	}
+	if _, err := g.ResponseWriter.Write(b); err != nil {
+		return true, writeError(err)
+	}
+	return true, nil
+}
+
+// writeError is the error connect-go returns when it cannot write a
+// message.
+func writeError(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return connect.NewError(connect.CodeUnknown, fmt.Errorf("write envelope: %w", err))
 }
 
 type gateKey struct{}
@@ -84,10 +151,21 @@ func newSink(ctx context.Context, conn connect.StreamingHandlerConn) *sink {
 
 // Send writes e; it reaches the client at the next Flush.
 func (s *sink) Send(e *engine.Event) error {
-	if s.gate != nil {
-		s.gate.hold()
+	g := s.gate
+	if g == nil {
+		return s.conn.Send(e)
 	}
-	return s.conn.Send(e)
+	g.hold()
+	if g.direct && g.opened {
+		if done, err := g.writeEvent(e); done {
+			return err
+		}
+	}
+	if err := s.conn.Send(e); err != nil {
+		return err
+	}
+	g.opened = true
+	return nil
 }
 
 // Flush sends what was written since the last Flush.
