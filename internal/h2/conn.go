@@ -96,6 +96,10 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 				c.fail(http2.ErrCode(ce))
 				return
 			}
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				c.fail(http2.ErrCodeFrameSize)
+				return
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				c.mu.Lock()
 				idle := c.active == 0
@@ -362,16 +366,24 @@ func (c *conn) streamError(id uint32, code http2.ErrCode) {
 
 // fail ends the connection with a connection error.
 func (c *conn) fail(code http2.ErrCode) {
+	// goingAway is set under wmu, with the GOAWAY written before anyone
+	// who sees it (closeStream) may close the socket.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	last := c.lastID
 	c.goingAway = true
 	c.mu.Unlock()
-	_ = c.write(appendGoAway(nil, last, code))
+	_ = c.writeLocked(appendGoAway(nil, last, code))
 }
 
 // goAway tells the client that no stream after the last one it opened
 // will be served; the connection closes when the running handlers end.
 func (c *conn) goAway(code http2.ErrCode) {
+	// As in fail: the GOAWAY is out before closeStream can act on
+	// goingAway.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	if c.goingAway || c.closed {
 		c.mu.Unlock()
@@ -380,7 +392,7 @@ func (c *conn) goAway(code http2.ErrCode) {
 	c.goingAway = true
 	last, idle := c.lastID, c.active == 0
 	c.mu.Unlock()
-	_ = c.write(appendGoAway(nil, last, code))
+	_ = c.writeLocked(appendGoAway(nil, last, code))
 	if idle {
 		_ = c.nc.Close()
 	}
@@ -429,7 +441,20 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	c.mu.Lock()
 	if s := c.streams[id]; s != nil {
 		// Request trailers: they end the request body.
-		if s.remoteClosed || !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		if s.remoteClosed && s.uncounted {
+			// Closed after END_STREAM both ways, though its handler
+			// has not returned yet: RFC 9113 §5.1.
+			c.mu.Unlock()
+			return http2.ErrCodeStreamClosed, false
+		}
+		if s.remoteClosed {
+			// Half-closed (remote): RFC 9113 §5.1.
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeStreamClosed)
+			return 0, true
+		}
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 ||
+			s.declaredLen >= 0 && s.received != s.declaredLen {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return 0, true
@@ -505,12 +530,21 @@ func (c *conn) writeStatusOnly(id uint32, status int, reset bool) {
 	_ = c.writeLocked(b)
 }
 
+// uncountLocked takes s out of the streams counted against
+// MAX_CONCURRENT_STREAMS, once. c.mu is held.
+func (c *conn) uncountLocked(s *stream) {
+	if !s.uncounted {
+		s.uncounted = true
+		c.active--
+	}
+}
+
 // closeStream forgets s once its handler has returned and its response
 // is out.
 func (c *conn) closeStream(s *stream) {
 	c.mu.Lock()
 	delete(c.streams, s.id)
-	c.active--
+	c.uncountLocked(s)
 	reset := !s.remoteClosed && !s.reset
 	s.resetLocked()
 	idle := c.active == 0
@@ -524,7 +558,10 @@ func (c *conn) closeStream(s *stream) {
 	}
 	switch {
 	case closeConn:
+		// Under wmu: after the GOAWAY that set goingAway.
+		c.wmu.Lock()
 		_ = c.nc.Close()
+		c.wmu.Unlock()
 	case idle && c.srv.IdleTimeout > 0:
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
 	}

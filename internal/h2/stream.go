@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,6 +34,7 @@ type stream struct {
 	received     int64
 	remoteClosed bool // the request ended (END_STREAM)
 	reset        bool // reset by either side, or ended: nothing more is sent
+	uncounted    bool // no longer in c.active
 
 	body bodyPipe
 }
@@ -45,6 +47,8 @@ func (s *stream) resetLocked() {
 	s.reset = true
 	s.cancel()
 	s.body.closeWithError(errStreamClosed)
+	// A handler waiting in writeStream for a window must see the reset.
+	s.c.cond.Broadcast()
 }
 
 // run serves the request on the stream's own goroutine.
@@ -77,6 +81,10 @@ type bodyPipe struct {
 	err     error // after buf: io.EOF, or why the body was cut off
 	closed  bool  // the handler is done with it
 	trailer http.Header
+	// The request trailers, received: the handler's Read moves them to
+	// trailer (the request's) when it returns io.EOF, so that the
+	// handler's goroutine alone touches that map.
+	pending []hpack.HeaderField
 }
 
 // write adds b; false means nobody will read it.
@@ -106,12 +114,19 @@ func (p *bodyPipe) setTrailers(fields []hpack.HeaderField) {
 	if p.trailer == nil {
 		return // none were declared
 	}
-	for _, f := range fields {
+	p.pending = fields
+}
+
+// copyTrailersLocked moves the received trailers into the request's
+// Trailer; p.mu is held, by the handler's goroutine.
+func (p *bodyPipe) copyTrailersLocked() {
+	for _, f := range p.pending {
 		k := http.CanonicalHeaderKey(f.Name)
 		if _, ok := p.trailer[k]; ok {
 			p.trailer[k] = append(p.trailer[k], f.Value)
 		}
 	}
+	p.pending = nil
 }
 
 // Read implements io.Reader for the handler.
@@ -126,6 +141,9 @@ func (p *bodyPipe) Read(b []byte) (int, error) {
 	}
 	if len(p.buf) == 0 {
 		err := p.err
+		if err == io.EOF {
+			p.copyTrailersLocked()
+		}
 		p.mu.Unlock()
 		return 0, err
 	}
@@ -425,6 +443,14 @@ func (c *conn) writeStream(s *stream, fields []hpack.HeaderField, data []byte, e
 		finish := end && len(data) == 0
 		b := getBuf()
 		c.wmu.Lock()
+		if finish {
+			// The response's last frame goes out now, before anything
+			// else on the socket: once the client has it, it may open
+			// another stream in this one's place (RFC 9113 §5.1.2).
+			c.mu.Lock()
+			c.uncountLocked(s)
+			c.mu.Unlock()
+		}
 		endSent := false
 		if fields != nil {
 			endHere := finish && len(chunk) == 0 && len(trailers) == 0
