@@ -1295,4 +1295,3 @@ func TestSetReadDeadline(t *testing.T) {
 	c.wantHeaders(1, "408", true)
 	c.wantRST(1, http2.ErrCodeNo)
 }
-
