@@ -69,7 +69,11 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 	if c.connWin > initialWindow {
 		b = appendWindowUpdate(b, 0, uint32(c.connWin-initialWindow))
 	}
-	if err := c.write(b); err != nil {
+	// ServeConn locked wmu: nothing (a Shutdown's GOAWAY) goes out
+	// before our SETTINGS, the server's preface (RFC 9113 §3.4).
+	err := c.writeLocked(b)
+	c.wmu.Unlock()
+	if err != nil {
 		return
 	}
 	if !sawPreface {
@@ -88,6 +92,17 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
+				c.mu.Lock()
+				idle := se.StreamID > c.lastID
+				c.mu.Unlock()
+				// A malformed request carries its cause; without one it is
+				// a WINDOW_UPDATE of 0 or HEADERS padding longer than the
+				// frame: on a stream never opened, a connection error
+				// (RFC 9113 §5.1, §6.2) that must not use up its ID.
+				if first || idle && se.Cause == nil {
+					c.fail(http2.ErrCodeProtocol)
+					return
+				}
 				c.streamError(se.StreamID, se.Code)
 				continue
 			}
@@ -132,10 +147,11 @@ func (c *conn) armIdle() {
 	if d <= 0 {
 		return
 	}
+	// Under mu, as closeStream sets it: the last deadline set matches
+	// the last count of handlers.
 	c.mu.Lock()
-	idle := c.active == 0
-	c.mu.Unlock()
-	if idle {
+	defer c.mu.Unlock()
+	if c.active == 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(d))
 	} else {
 		_ = c.nc.SetReadDeadline(time.Time{})
@@ -549,6 +565,12 @@ func (c *conn) closeStream(s *stream) {
 	s.resetLocked()
 	idle := c.active == 0
 	closeConn := idle && c.goingAway
+	if idle && !closeConn && c.srv.IdleTimeout > 0 {
+		// Under mu: were it set after, the reader could have opened a
+		// stream and cleared the deadline in between, and the idle
+		// timeout would end the connection under that stream.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	}
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	if reset {
@@ -556,13 +578,10 @@ func (c *conn) closeStream(s *stream) {
 		// wanted (RFC 9113 §8.1).
 		_ = c.write(appendRSTStream(nil, s.id, http2.ErrCodeNo))
 	}
-	switch {
-	case closeConn:
+	if closeConn {
 		// Under wmu: after the GOAWAY that set goingAway.
 		c.wmu.Lock()
 		_ = c.nc.Close()
 		c.wmu.Unlock()
-	case idle && c.srv.IdleTimeout > 0:
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
 	}
 }

@@ -99,14 +99,50 @@ func TestSettingsExchange(t *testing.T) {
 
 func TestFirstFrameNotSettings(t *testing.T) {
 	t.Parallel()
-	c := dial(t, startServer(t, &Server{ConnWindow: 65535}, okHandler))
-	if f, ok := c.read().(*http2.SettingsFrame); !ok || f.IsAck() {
-		t.Fatal("want the server's SETTINGS")
+	tests := []struct {
+		name  string
+		write func(c *clientConn)
+	}{
+		{"PING", func(c *clientConn) { _ = c.fr.WritePing(false, [8]byte{}) }},
+		{"WINDOW_UPDATE", func(c *clientConn) { c.writeWindowUpdate(0, 100) }},
+		{"HEADERS", func(c *clientConn) { c.get(1, "/") }},
+		{"malformed HEADERS", func(c *clientConn) { c.writeHeaders(1, true, req("GET", "/", "X-Upper", "v")...) }},
 	}
-	if err := c.fr.WritePing(false, [8]byte{}); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := dial(t, startServer(t, &Server{ConnWindow: 65535}, okHandler))
+			if f, ok := c.read().(*http2.SettingsFrame); !ok || f.IsAck() {
+				t.Fatal("want the server's SETTINGS")
+			}
+			tt.write(c)
+			lastID := uint32(0)
+			if tt.name == "HEADERS" {
+				lastID = 1 // the frame is read, and the stream opened, before the check
+			}
+			f := c.read()
+			g, ok := f.(*http2.GoAwayFrame)
+			if !ok || g.ErrCode != http2.ErrCodeProtocol || g.LastStreamID > lastID {
+				t.Fatalf("want GOAWAY PROTOCOL_ERROR, got %s", describe(f))
+			}
+			c.wantClosedOrFrames()
+		})
 	}
-	c.wantGoAway(0, http2.ErrCodeProtocol)
+}
+
+// wantClosedOrFrames reads until the server closes the connection,
+// allowing frames on the way (a stream's response racing a GOAWAY).
+func (c *clientConn) wantClosedOrFrames() {
+	c.t.Helper()
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.fr.ReadFrame(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.t.Fatal("the connection stayed open")
+			}
+			return
+		}
+	}
 }
 
 func TestBadPreface(t *testing.T) {
@@ -442,6 +478,16 @@ func TestStreamIDs(t *testing.T) {
 		}},
 		{"WINDOW_UPDATE on an idle stream", func(c *clientConn) {
 			c.writeWindowUpdate(1, 10)
+			c.wantGoAway(0, http2.ErrCodeProtocol)
+		}},
+		{"WINDOW_UPDATE of 0 on an idle stream", func(c *clientConn) {
+			c.wantOK(1)
+			c.writeRaw(rawFrame(http2.FrameWindowUpdate, 0, 99, make([]byte, 4)))
+			c.wantGoAway(1, http2.ErrCodeProtocol)
+		}},
+		{"HEADERS with padding past the frame", func(c *clientConn) {
+			// Pad length 10 in a 3-byte payload (RFC 9113 §6.2).
+			c.writeRaw(rawFrame(http2.FrameHeaders, http2.FlagHeadersPadded|http2.FlagHeadersEndHeaders|http2.FlagHeadersEndStream, 1, []byte{10, 0x82, 0x84}))
 			c.wantGoAway(0, http2.ErrCodeProtocol)
 		}},
 		{"RST_STREAM on an idle stream", func(c *clientConn) {

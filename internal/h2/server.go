@@ -169,6 +169,7 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 	c.fr.MaxHeaderListSize = cmpOr(s.MaxHeaderListSize, defaultMaxHeaderList)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 
+	c.wmu.Lock() // until serve has written the server's SETTINGS
 	s.mu.Lock()
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
