@@ -1341,3 +1341,96 @@ func TestSetReadDeadline(t *testing.T) {
 	c.wantHeaders(1, "408", true)
 	c.wantRST(1, http2.ErrCodeNo)
 }
+
+func TestInvalidResponseHeaders(t *testing.T) {
+	t.Parallel()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Bad-Value", "a\r\nb")
+		w.Header()["Bad Name"] = []string{"x"}
+		w.Header().Set("X-Good", "g")
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set(http.TrailerPrefix+"X-Bad-Trailer", "a\nb")
+		w.Header().Set(http.TrailerPrefix+"X-Good-Trailer", "t")
+	})
+	c := connect(t, startServer(t, &Server{}, h))
+	c.get(1, "/")
+	// The client's Framer rejects a malformed header block.
+	r := c.readResponse(1)
+	if v, _ := field(r.fields, "x-good"); v != "g" || string(r.body) != "body" {
+		t.Fatalf("fields %v body %q", r.fields, r.body)
+	}
+	for _, f := range append(r.fields, r.trailers...) {
+		if strings.HasPrefix(f.Name, "x-bad") || strings.Contains(f.Name, " ") {
+			t.Errorf("invalid field %q sent", f.Name)
+		}
+	}
+	if v, _ := field(r.trailers, "x-good-trailer"); v != "t" {
+		t.Errorf("trailers %v", r.trailers)
+	}
+}
+
+func TestPanicAfterReset(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		started <- struct{}{}
+		waitCtx(r.Context())
+		// As a reverse proxy does when its client has gone.
+		panic(http.ErrAbortHandler)
+	})
+	// One stream at a time: a stream served after the reset one is
+	// proof that the reset one's handler has ended.
+	c := connect(t, startServer(t, &Server{MaxConcurrentStreams: 1}, h))
+	c.get(1, "/abort")
+	recv(t, started)
+	c.writeRST(1, http2.ErrCodeCancel)
+	deadline := time.Now().Add(waitTimeout)
+	for id := uint32(3); ; id += 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no stream served after the reset")
+		}
+		c.get(id, "/ok")
+		f := c.read()
+		if f.Header().StreamID == 1 {
+			t.Fatalf("after the client's RST_STREAM: %s", describe(f))
+		}
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == id && r.ErrCode == http2.ErrCodeRefusedStream {
+			continue // the handler of stream 1 is still running
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); !ok || h.StreamID != id || h.PseudoValue("status") != "200" {
+			t.Fatalf("stream %d: %s", id, describe(f))
+		}
+		c.wantData(id, 2, true)
+		break
+	}
+	c.ping()
+}
+
+func TestIgnoredFrames(t *testing.T) {
+	t.Parallel()
+	c := connect(t, startServer(t, &Server{}, okHandler))
+	// PRIORITY on an idle stream does not open it (RFC 9113 §5.1).
+	if err := c.fr.WritePriority(5, http2.PriorityParam{StreamDep: 0, Weight: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// An unknown frame type, and an unknown setting, are ignored (§4.1,
+	// §6.5.2).
+	c.writeRaw(rawFrame(0xfa, 0x3, 0, []byte("whatever")))
+	if err := c.fr.WriteSettings(http2.Setting{ID: 0x7777, Val: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := c.read().(*http2.SettingsFrame); !ok || !f.IsAck() {
+		t.Fatal("want SETTINGS ACK")
+	}
+	c.wantOK(1)
+	c.wantOK(3)
+	// The client's GOAWAY ends nothing the server has.
+	if err := c.fr.WriteGoAway(0, http2.ErrCodeNo, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.ping()
+}

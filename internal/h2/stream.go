@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -62,7 +63,14 @@ func (s *stream) run(h http.Handler, req *http.Request) {
 			if e != http.ErrAbortHandler {
 				s.c.log.Error("http2: handler panic", "remote", s.c.remoteAddr, "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
 			}
-			s.c.streamError(s.id, http2.ErrCodeInternal)
+			s.c.mu.Lock()
+			reset := s.reset
+			s.c.mu.Unlock()
+			// Not after a reset, ours or the client's: no RST_STREAM in
+			// response to RST_STREAM (RFC 9113 §5.4.2).
+			if !reset {
+				s.c.streamError(s.id, http2.ErrCodeInternal)
+			}
 		}
 		s.body.Close()
 		s.c.closeStream(s)
@@ -318,11 +326,14 @@ func (w *responseWriter) headerFields(end bool) []hpack.HeaderField {
 	fields := make([]hpack.HeaderField, 0, len(h)+3)
 	fields = append(fields, hpack.HeaderField{Name: ":status", Value: itoa(w.status)})
 	for k, vv := range h {
-		if skipResponseHeader(k) {
+		if skipResponseHeader(k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		name := lowerHeader(k)
 		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue // it would make the response malformed
+			}
 			fields = append(fields, hpack.HeaderField{Name: name, Value: v, Sensitive: k == "Set-Cookie"})
 		}
 	}
@@ -345,17 +356,24 @@ func (w *responseWriter) headerFields(end bool) []hpack.HeaderField {
 func (w *responseWriter) trailerFields() []hpack.HeaderField {
 	var fields []hpack.HeaderField
 	for _, k := range w.declared {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
 		for _, v := range w.hdr[k] {
-			fields = append(fields, hpack.HeaderField{Name: lowerHeader(k), Value: v})
+			if httpguts.ValidHeaderFieldValue(v) {
+				fields = append(fields, hpack.HeaderField{Name: lowerHeader(k), Value: v})
+			}
 		}
 	}
 	for k, vv := range w.hdr {
 		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-		if !ok {
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
 			continue
 		}
 		for _, v := range vv {
-			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: v})
+			if httpguts.ValidHeaderFieldValue(v) {
+				fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: v})
+			}
 		}
 	}
 	return fields
