@@ -79,40 +79,44 @@ func FuzzServeConn(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		logs := &countingHandler{}
-		srv := &Server{Logger: slog.New(logs), MaxConcurrentStreams: 4, StreamWindow: 1 << 16, ConnWindow: 1 << 16}
-		cli, sc := net.Pipe()
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			srv.ServeConn(sc, fuzzHandler, false)
-		}()
-		go func() { _, _ = io.Copy(io.Discard, cli) }() // what the server writes
-		written := make(chan struct{})
-		go func() {
-			defer close(written)
-			if _, err := cli.Write([]byte(http2.ClientPreface)); err != nil {
-				return
-			}
-			_, _ = cli.Write(data)
-		}()
-		select {
-		case <-written:
-		case <-served:
-		case <-time.After(waitTimeout):
-			t.Fatal("the server stopped reading without closing")
+	f.Fuzz(runFuzzOnce)
+}
+
+// runFuzzOnce serves one connection whose client sends the preface and
+// data, then closes.
+func runFuzzOnce(t *testing.T, data []byte) {
+	logs := &countingHandler{}
+	srv := &Server{Logger: slog.New(logs), MaxConcurrentStreams: 4, StreamWindow: 1 << 16, ConnWindow: 1 << 16}
+	cli, sc := net.Pipe()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.ServeConn(sc, fuzzHandler, false)
+	}()
+	go func() { _, _ = io.Copy(io.Discard, cli) }() // what the server writes
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		if _, err := cli.Write([]byte(http2.ClientPreface)); err != nil {
+			return
 		}
-		_ = cli.Close()
-		select {
-		case <-served:
-		case <-time.After(waitTimeout):
-			t.Fatal("ServeConn did not return after the client closed")
-		}
-		<-written
-		if n := logs.n.Load(); n > 0 {
-			// The handler does not panic: a logged panic is the server's.
-			t.Fatalf("%d panics logged", n)
-		}
-	})
+		_, _ = cli.Write(data)
+	}()
+	select {
+	case <-written:
+	case <-served:
+	case <-time.After(waitTimeout):
+		t.Fatal("the server stopped reading without closing")
+	}
+	_ = cli.Close()
+	select {
+	case <-served:
+	case <-time.After(waitTimeout):
+		t.Fatal("ServeConn did not return after the client closed")
+	}
+	<-written
+	if n := logs.n.Load(); n > 0 {
+		// The handler does not panic: a logged panic is the server's.
+		t.Fatalf("%d panics logged", n)
+	}
 }

@@ -328,7 +328,7 @@ type response struct {
 	frames   []http2.FrameType // in order
 }
 
-// get returns the first value of field name in fs.
+// field returns the first value of field name in fs.
 func field(fs []hpack.HeaderField, name string) (string, bool) {
 	for _, f := range fs {
 		if f.Name == name {
