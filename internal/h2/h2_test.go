@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 func TestSettingsExchange(t *testing.T) {
@@ -1433,4 +1434,101 @@ func TestIgnoredFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ping()
+}
+
+func TestLargeResponseHeaders(t *testing.T) {
+	t.Parallel()
+	// Incompressible enough to need HEADERS and two CONTINUATION frames.
+	var b strings.Builder
+	for i := 0; b.Len() < 70000; i++ {
+		fmt.Fprintf(&b, "%x", sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
+	}
+	long := b.String()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Long", long)
+		_, _ = io.WriteString(w, "ok")
+	})
+	c := connect(t, startServer(t, &Server{}, h))
+	c.fr.ReadMetaHeaders = nil // see the frames themselves
+	c.get(1, "/")
+	var block []byte
+	var types []http2.FrameType
+	for {
+		f := c.read()
+		types = append(types, f.Header().Type)
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			if f.StreamID != 1 || f.StreamEnded() || f.Length > 16384 {
+				t.Fatalf("unexpected %s", describe(f))
+			}
+			block = append(block, f.HeaderBlockFragment()...)
+			if f.HeadersEnded() {
+				t.Fatal("the whole block in one frame")
+			}
+			continue
+		case *http2.ContinuationFrame:
+			if f.StreamID != 1 || f.Length > 16384 {
+				t.Fatalf("unexpected %s", describe(f))
+			}
+			block = append(block, f.HeaderBlockFragment()...)
+			if !f.HeadersEnded() {
+				continue
+			}
+		default:
+			t.Fatalf("unexpected %s", describe(f))
+		}
+		break
+	}
+	if len(types) < 3 {
+		t.Fatalf("frames %v", types)
+	}
+	fields, err := hpack.NewDecoder(4096, nil).DecodeFull(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := field(fields, "x-long"); v != long {
+		t.Fatalf("x-long of %d bytes, want %d", len(v), len(long))
+	}
+	c.wantData(1, 2, true)
+}
+
+func TestHeaderTableSize(t *testing.T) {
+	t.Parallel()
+	c := connect(t, startServer(t, &Server{}, okHandler), http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	c.fr.ReadMetaHeaders = nil
+	c.get(1, "/")
+	f := c.read()
+	hf, ok := f.(*http2.HeadersFrame)
+	if !ok {
+		t.Fatalf("unexpected %s", describe(f))
+	}
+	// The block starts with a dynamic table size update to 0 (RFC 7541
+	// §6.3), and a decoder with no table reads it.
+	if b := hf.HeaderBlockFragment(); len(b) == 0 || b[0] != 0x20 {
+		t.Fatalf("block starts %x, want 20", b[:min(len(b), 4)])
+	}
+	d := hpack.NewDecoder(0, nil)
+	if _, err := d.DecodeFull(hf.HeaderBlockFragment()); err != nil {
+		t.Fatal(err)
+	}
+	c.wantData(1, 2, true)
+}
+
+func TestContentLengthDeclared(t *testing.T) {
+	t.Parallel()
+	writeErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		_, err := io.WriteString(w, "hello, world")
+		writeErr <- err
+	})
+	c := connect(t, startServer(t, &Server{}, h))
+	c.get(1, "/")
+	if err := recv(t, writeErr); !errors.Is(err, http.ErrContentLength) {
+		t.Fatalf("writing past Content-Length: %v, want http.ErrContentLength", err)
+	}
+	r := c.readResponse(1)
+	if v, _ := field(r.fields, "content-length"); v != "5" || len(r.body) > 5 {
+		t.Fatalf("content-length %q, body %q", v, r.body)
+	}
 }

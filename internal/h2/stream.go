@@ -193,6 +193,8 @@ type responseWriter struct {
 	wroteHeader bool // the status is fixed
 	sentHeader  bool // the HEADERS frame is out
 	declared    []string
+	clen        int64 // the Content-Length the handler set, or -1
+	written     int64 // body bytes accepted by Write
 	buf         []byte
 	err         error
 	readTimer   *time.Timer
@@ -222,6 +224,12 @@ func (w *responseWriter) WriteHeader(code int) {
 	if w.sent == nil {
 		w.sent = make(http.Header)
 	}
+	w.clen = -1
+	if v := w.sent.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			w.clen = n
+		}
+	}
 	for _, v := range w.sent["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
 			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
@@ -246,6 +254,11 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.s.head {
 		return len(p), nil
 	}
+	if w.clen >= 0 && w.written+int64(len(p)) > w.clen {
+		// More would make the response malformed (RFC 9113 §8.1.1).
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
 	w.buf = append(w.buf, p...)
 	if len(w.buf) >= bufferLimit {
 		if err := w.send(false); err != nil {
