@@ -255,7 +255,7 @@ func TestClientStreaming(t *testing.T) {
 				t.Fatalf("event %d: %q, %v", i, line, err)
 			}
 			// The handler waits for this before it writes the next.
-			next <- struct{}{}
+			send(t, next, struct{}{})
 		}
 		if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
 			t.Fatalf("after the events: %q, %v", rest, err)

@@ -1158,7 +1158,7 @@ func TestFlush(t *testing.T) {
 		if !ok || d.StreamID != 1 || d.StreamEnded() || string(d.Data()) != fmt.Sprintf("chunk%d", i) {
 			t.Fatalf("flush %d: got %s", i, describe(f))
 		}
-		next <- struct{}{}
+		send(t, next, struct{}{})
 	}
 	c.wantData(1, 0, true)
 }

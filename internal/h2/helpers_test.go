@@ -418,3 +418,13 @@ func (c *clientConn) wantOK(id uint32) {
 		c.t.Fatalf("stream %d: status %s body %q", id, r.status, r.body)
 	}
 }
+
+// send sends v on ch, failing the test after waitTimeout.
+func send[T any](t testing.TB, ch chan<- T, v T) {
+	t.Helper()
+	select {
+	case ch <- v:
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out sending on a channel")
+	}
+}
