@@ -391,6 +391,11 @@ func (c *conn) fail(code http2.ErrCode) {
 	c.goingAway = true
 	c.mu.Unlock()
 	_ = c.writeLocked(appendGoAway(nil, last, code))
+	// Nothing follows a connection error's GOAWAY (RFC 9113 §5.4.1): not
+	// the WINDOW_UPDATE of a handler's unread body as it is cut off.
+	if c.werr == nil {
+		c.werr = errConnClosed
+	}
 }
 
 // goAway tells the client that no stream after the last one it opened
