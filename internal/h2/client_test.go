@@ -365,7 +365,7 @@ func waitGoingAway(t *testing.T, srv *Server) {
 func TestClientHTTP1(t *testing.T) {
 	t.Parallel()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s", r.Proto, r.URL.Path)
+		fmt.Fprintf(w, "%s %s tls=%v", r.Proto, r.URL.Path, r.TLS != nil && r.TLS.HandshakeComplete)
 	})
 	modes(t, func(t *testing.T, useTLS bool) {
 		ts := startHTTPServer(t, &Server{}, h, useTLS)
@@ -374,8 +374,8 @@ func TestClientHTTP1(t *testing.T) {
 			major  int
 			want   string
 		}{
-			{ts.http1, 1, "HTTP/1.1 /one"},
-			{ts.client, 2, "HTTP/2.0 /one"},
+			{ts.http1, 1, fmt.Sprintf("HTTP/1.1 /one tls=%v", useTLS)},
+			{ts.client, 2, fmt.Sprintf("HTTP/2.0 /one tls=%v", useTLS)},
 		} {
 			resp, err := c.client.Get(ts.url + "/one")
 			if err != nil {

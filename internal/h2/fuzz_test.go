@@ -75,6 +75,10 @@ var fuzzHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) 
 
 // FuzzServeConn feeds arbitrary bytes after the client preface to
 // ServeConn: it must neither panic nor hang once the client has gone.
+//
+// Coverage here depends on goroutine scheduling, which makes minimizing
+// new inputs slow: run it with -fuzzminimizetime 1s, or the fuzzer
+// spends most of -fuzztime minimizing at 0 execs/sec.
 func FuzzServeConn(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
