@@ -69,7 +69,11 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 	if c.connWin > initialWindow {
 		b = appendWindowUpdate(b, 0, uint32(c.connWin-initialWindow))
 	}
-	if err := c.write(b); err != nil {
+	// ServeConn locked wmu: nothing (a Shutdown's GOAWAY) goes out
+	// before our SETTINGS, the server's preface (RFC 9113 §3.4).
+	err := c.writeLocked(b)
+	c.wmu.Unlock()
+	if err != nil {
 		return
 	}
 	if !sawPreface {
@@ -88,12 +92,27 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
+				c.mu.Lock()
+				idle := se.StreamID > c.lastID
+				c.mu.Unlock()
+				// A malformed request carries its cause; without one it is
+				// a WINDOW_UPDATE of 0 or HEADERS padding longer than the
+				// frame: on a stream never opened, a connection error
+				// (RFC 9113 §5.1, §6.2) that must not use up its ID.
+				if first || idle && se.Cause == nil {
+					c.fail(http2.ErrCodeProtocol)
+					return
+				}
 				c.streamError(se.StreamID, se.Code)
 				continue
 			}
 			var ce http2.ConnectionError
 			if errors.As(err, &ce) {
 				c.fail(http2.ErrCode(ce))
+				return
+			}
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				c.fail(http2.ErrCodeFrameSize)
 				return
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -128,10 +147,11 @@ func (c *conn) armIdle() {
 	if d <= 0 {
 		return
 	}
+	// Under mu, as closeStream sets it: the last deadline set matches
+	// the last count of handlers.
 	c.mu.Lock()
-	idle := c.active == 0
-	c.mu.Unlock()
-	if idle {
+	defer c.mu.Unlock()
+	if c.active == 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(d))
 	} else {
 		_ = c.nc.SetReadDeadline(time.Time{})
@@ -362,16 +382,29 @@ func (c *conn) streamError(id uint32, code http2.ErrCode) {
 
 // fail ends the connection with a connection error.
 func (c *conn) fail(code http2.ErrCode) {
+	// goingAway is set under wmu, with the GOAWAY written before anyone
+	// who sees it (closeStream) may close the socket.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	last := c.lastID
 	c.goingAway = true
 	c.mu.Unlock()
-	_ = c.write(appendGoAway(nil, last, code))
+	_ = c.writeLocked(appendGoAway(nil, last, code))
+	// Nothing follows a connection error's GOAWAY (RFC 9113 §5.4.1): not
+	// the WINDOW_UPDATE of a handler's unread body as it is cut off.
+	if c.werr == nil {
+		c.werr = errConnClosed
+	}
 }
 
 // goAway tells the client that no stream after the last one it opened
 // will be served; the connection closes when the running handlers end.
 func (c *conn) goAway(code http2.ErrCode) {
+	// As in fail: the GOAWAY is out before closeStream can act on
+	// goingAway.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	if c.goingAway || c.closed {
 		c.mu.Unlock()
@@ -380,7 +413,7 @@ func (c *conn) goAway(code http2.ErrCode) {
 	c.goingAway = true
 	last, idle := c.lastID, c.active == 0
 	c.mu.Unlock()
-	_ = c.write(appendGoAway(nil, last, code))
+	_ = c.writeLocked(appendGoAway(nil, last, code))
 	if idle {
 		_ = c.nc.Close()
 	}
@@ -429,7 +462,20 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	c.mu.Lock()
 	if s := c.streams[id]; s != nil {
 		// Request trailers: they end the request body.
-		if s.remoteClosed || !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		if s.remoteClosed && s.uncounted {
+			// Closed after END_STREAM both ways, though its handler
+			// has not returned yet: RFC 9113 §5.1.
+			c.mu.Unlock()
+			return http2.ErrCodeStreamClosed, false
+		}
+		if s.remoteClosed {
+			// Half-closed (remote): RFC 9113 §5.1.
+			c.mu.Unlock()
+			c.streamError(id, http2.ErrCodeStreamClosed)
+			return 0, true
+		}
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 ||
+			s.declaredLen >= 0 && s.received != s.declaredLen {
 			c.mu.Unlock()
 			c.streamError(id, http2.ErrCodeProtocol)
 			return 0, true
@@ -505,16 +551,31 @@ func (c *conn) writeStatusOnly(id uint32, status int, reset bool) {
 	_ = c.writeLocked(b)
 }
 
+// uncountLocked takes s out of the streams counted against
+// MAX_CONCURRENT_STREAMS, once. c.mu is held.
+func (c *conn) uncountLocked(s *stream) {
+	if !s.uncounted {
+		s.uncounted = true
+		c.active--
+	}
+}
+
 // closeStream forgets s once its handler has returned and its response
 // is out.
 func (c *conn) closeStream(s *stream) {
 	c.mu.Lock()
 	delete(c.streams, s.id)
-	c.active--
+	c.uncountLocked(s)
 	reset := !s.remoteClosed && !s.reset
 	s.resetLocked()
 	idle := c.active == 0
 	closeConn := idle && c.goingAway
+	if idle && !closeConn && c.srv.IdleTimeout > 0 {
+		// Under mu: were it set after, the reader could have opened a
+		// stream and cleared the deadline in between, and the idle
+		// timeout would end the connection under that stream.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	}
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	if reset {
@@ -522,10 +583,10 @@ func (c *conn) closeStream(s *stream) {
 		// wanted (RFC 9113 §8.1).
 		_ = c.write(appendRSTStream(nil, s.id, http2.ErrCodeNo))
 	}
-	switch {
-	case closeConn:
+	if closeConn {
+		// Under wmu: after the GOAWAY that set goingAway.
+		c.wmu.Lock()
 		_ = c.nc.Close()
-	case idle && c.srv.IdleTimeout > 0:
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+		c.wmu.Unlock()
 	}
 }

@@ -155,15 +155,22 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 		st := tc.ConnectionState()
 		c.tlsState = &st
 	}
+	// The client may send 65535 bytes before it reads our WINDOW_UPDATE
+	// (RFC 9113 §6.9.2), and the window cannot shrink.
+	c.connWin = max(c.connWin, initialWindow)
 	c.recvWindow = c.connWin
 	c.cond.L = &c.mu
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	br := bufio.NewReaderSize(nc, readBufferSize)
 	c.fr = http2.NewFramer(nil, br)
 	c.fr.SetReuseFrames()
+	// We advertise no SETTINGS_MAX_FRAME_SIZE: the default applies to
+	// what the client sends (RFC 9113 §4.2).
+	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.MaxHeaderListSize = cmpOr(s.MaxHeaderListSize, defaultMaxHeaderList)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 
+	c.wmu.Lock() // until serve has written the server's SETTINGS
 	s.mu.Lock()
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})

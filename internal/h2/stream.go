@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -33,6 +35,7 @@ type stream struct {
 	received     int64
 	remoteClosed bool // the request ended (END_STREAM)
 	reset        bool // reset by either side, or ended: nothing more is sent
+	uncounted    bool // no longer in c.active
 
 	body bodyPipe
 }
@@ -45,6 +48,8 @@ func (s *stream) resetLocked() {
 	s.reset = true
 	s.cancel()
 	s.body.closeWithError(errStreamClosed)
+	// A handler waiting in writeStream for a window must see the reset.
+	s.c.cond.Broadcast()
 }
 
 // run serves the request on the stream's own goroutine.
@@ -58,7 +63,14 @@ func (s *stream) run(h http.Handler, req *http.Request) {
 			if e != http.ErrAbortHandler {
 				s.c.log.Error("http2: handler panic", "remote", s.c.remoteAddr, "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
 			}
-			s.c.streamError(s.id, http2.ErrCodeInternal)
+			s.c.mu.Lock()
+			reset := s.reset
+			s.c.mu.Unlock()
+			// Not after a reset, ours or the client's: no RST_STREAM in
+			// response to RST_STREAM (RFC 9113 §5.4.2).
+			if !reset {
+				s.c.streamError(s.id, http2.ErrCodeInternal)
+			}
 		}
 		s.body.Close()
 		s.c.closeStream(s)
@@ -77,6 +89,10 @@ type bodyPipe struct {
 	err     error // after buf: io.EOF, or why the body was cut off
 	closed  bool  // the handler is done with it
 	trailer http.Header
+	// The request trailers, received: the handler's Read moves them to
+	// trailer (the request's) when it returns io.EOF, so that the
+	// handler's goroutine alone touches that map.
+	pending []hpack.HeaderField
 }
 
 // write adds b; false means nobody will read it.
@@ -106,12 +122,19 @@ func (p *bodyPipe) setTrailers(fields []hpack.HeaderField) {
 	if p.trailer == nil {
 		return // none were declared
 	}
-	for _, f := range fields {
+	p.pending = fields
+}
+
+// copyTrailersLocked moves the received trailers into the request's
+// Trailer; p.mu is held, by the handler's goroutine.
+func (p *bodyPipe) copyTrailersLocked() {
+	for _, f := range p.pending {
 		k := http.CanonicalHeaderKey(f.Name)
 		if _, ok := p.trailer[k]; ok {
 			p.trailer[k] = append(p.trailer[k], f.Value)
 		}
 	}
+	p.pending = nil
 }
 
 // Read implements io.Reader for the handler.
@@ -126,6 +149,9 @@ func (p *bodyPipe) Read(b []byte) (int, error) {
 	}
 	if len(p.buf) == 0 {
 		err := p.err
+		if err == io.EOF {
+			p.copyTrailersLocked()
+		}
 		p.mu.Unlock()
 		return 0, err
 	}
@@ -167,6 +193,8 @@ type responseWriter struct {
 	wroteHeader bool // the status is fixed
 	sentHeader  bool // the HEADERS frame is out
 	declared    []string
+	clen        int64 // the Content-Length the handler set, or -1
+	written     int64 // body bytes accepted by Write
 	buf         []byte
 	err         error
 	readTimer   *time.Timer
@@ -196,6 +224,12 @@ func (w *responseWriter) WriteHeader(code int) {
 	if w.sent == nil {
 		w.sent = make(http.Header)
 	}
+	w.clen = -1
+	if v := w.sent.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			w.clen = n
+		}
+	}
 	for _, v := range w.sent["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
 			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
@@ -220,6 +254,11 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.s.head {
 		return len(p), nil
 	}
+	if w.clen >= 0 && w.written+int64(len(p)) > w.clen {
+		// More would make the response malformed (RFC 9113 §8.1.1).
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
 	w.buf = append(w.buf, p...)
 	if len(w.buf) >= bufferLimit {
 		if err := w.send(false); err != nil {
@@ -300,11 +339,14 @@ func (w *responseWriter) headerFields(end bool) []hpack.HeaderField {
 	fields := make([]hpack.HeaderField, 0, len(h)+3)
 	fields = append(fields, hpack.HeaderField{Name: ":status", Value: itoa(w.status)})
 	for k, vv := range h {
-		if skipResponseHeader(k) {
+		if skipResponseHeader(k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		name := lowerHeader(k)
 		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue // it would make the response malformed
+			}
 			fields = append(fields, hpack.HeaderField{Name: name, Value: v, Sensitive: k == "Set-Cookie"})
 		}
 	}
@@ -327,17 +369,24 @@ func (w *responseWriter) headerFields(end bool) []hpack.HeaderField {
 func (w *responseWriter) trailerFields() []hpack.HeaderField {
 	var fields []hpack.HeaderField
 	for _, k := range w.declared {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
 		for _, v := range w.hdr[k] {
-			fields = append(fields, hpack.HeaderField{Name: lowerHeader(k), Value: v})
+			if httpguts.ValidHeaderFieldValue(v) {
+				fields = append(fields, hpack.HeaderField{Name: lowerHeader(k), Value: v})
+			}
 		}
 	}
 	for k, vv := range w.hdr {
 		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-		if !ok {
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
 			continue
 		}
 		for _, v := range vv {
-			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: v})
+			if httpguts.ValidHeaderFieldValue(v) {
+				fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: v})
+			}
 		}
 	}
 	return fields
@@ -425,6 +474,14 @@ func (c *conn) writeStream(s *stream, fields []hpack.HeaderField, data []byte, e
 		finish := end && len(data) == 0
 		b := getBuf()
 		c.wmu.Lock()
+		if finish {
+			// The response's last frame goes out now, before anything
+			// else on the socket: once the client has it, it may open
+			// another stream in this one's place (RFC 9113 §5.1.2).
+			c.mu.Lock()
+			c.uncountLocked(s)
+			c.mu.Unlock()
+		}
 		endSent := false
 		if fields != nil {
 			endHere := finish && len(chunk) == 0 && len(trailers) == 0
