@@ -193,9 +193,10 @@ type responseWriter struct {
 	wroteHeader bool // the status is fixed
 	sentHeader  bool // the HEADERS frame is out
 	declared    []string
-	clen        int64 // the Content-Length the handler set, or -1
-	written     int64 // body bytes accepted by Write
-	buf         []byte
+	clen        int64   // the Content-Length the handler set, or -1
+	written     int64   // body bytes accepted by Write
+	buf         []byte  // what Write gathered, in *bufp
+	bufp        *[]byte // from bufPool, between Write and send
 	err         error
 	readTimer   *time.Timer
 }
@@ -259,6 +260,10 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		return 0, http.ErrContentLength
 	}
 	w.written += int64(len(p))
+	if w.bufp == nil {
+		w.bufp = getBuf()
+		w.buf = (*w.bufp)[:0]
+	}
 	w.buf = append(w.buf, p...)
 	if len(w.buf) >= bufferLimit {
 		if err := w.send(false); err != nil {
@@ -324,9 +329,11 @@ func (w *responseWriter) send(end bool) error {
 		trailers = w.trailerFields()
 	}
 	err := w.s.c.writeStream(w.s, fields, w.buf, end, trailers)
-	w.buf = w.buf[:0]
-	if cap(w.buf) > bufferLimit*2 {
-		w.buf = nil
+	if w.bufp != nil {
+		// Back to the pool: an idle stream holds no buffer.
+		*w.bufp = w.buf
+		putBuf(w.bufp)
+		w.bufp, w.buf = nil, nil
 	}
 	if err != nil {
 		w.err = err
