@@ -53,3 +53,20 @@ func TestStreamProtocols(t *testing.T) {
 		})
 	}
 }
+
+// TestStdHTTP2 runs a write and a stream on the fallback, net/http's own
+// HTTP/2 server (-std-http2).
+func TestStdHTTP2(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.StdHTTP2 = true
+	app := startApp(t, cfg)
+	alice := login(t, app.url, "alice")
+	first := alice.setAvatar(t, "https://example.com/std/0.png")
+	ev := alice.subscribe(t, &syncv1.SubscribeRequest{Records: []*syncv1.RecordTarget{{Key: first.GetKey()}}})
+	ev.untilSynced(t)
+	w := alice.setAvatar(t, "https://example.com/std/1.png")
+	if m := ev.next(t, 20*time.Second); m.GetRecord().GetRecord().GetVersion() != w.GetVersion() {
+		t.Fatalf("event %v, want version %d", m, w.GetVersion())
+	}
+}
