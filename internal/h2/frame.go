@@ -11,8 +11,6 @@ import (
 // one call sends reaches the socket in one write. Frames are read with
 // http2.Framer, which validates them.
 
-const frameHeaderLen = 9
-
 func appendFrameHeader(b []byte, length int, t http2.FrameType, flags http2.Flags, id uint32) []byte {
 	return append(b,
 		byte(length>>16), byte(length>>8), byte(length),
