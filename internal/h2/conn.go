@@ -197,8 +197,6 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 	if f.IsAck() {
 		return 0, true
 	}
-	var tableSize uint32
-	var hasTable bool
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
@@ -221,9 +219,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 			c.mu.Lock()
 			c.peerFrame = int(s.Val)
 			c.mu.Unlock()
-		case http2.SettingHeaderTableSize:
-			tableSize, hasTable = s.Val, true
 		}
+		// SETTINGS_HEADER_TABLE_SIZE bounds our encoder's table, which
+		// is empty (see ServeConn).
 		return nil
 	})
 	if err != nil {
@@ -234,9 +232,6 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 		return http2.ErrCodeProtocol, false
 	}
 	c.wmu.Lock()
-	if hasTable {
-		c.henc.SetMaxDynamicTableSizeLimit(tableSize)
-	}
 	b := getBuf()
 	*b = appendSettingsAck(*b)
 	_ = c.writeLocked(*b)

@@ -1532,3 +1532,33 @@ func TestContentLengthDeclared(t *testing.T) {
 		t.Fatalf("content-length %q, body %q", v, r.body)
 	}
 }
+
+// TestResponseHeadersNotIndexed: the server's HPACK encoder keeps no
+// dynamic table (an idle connection holds none), so the same response
+// headers cost the same bytes every time.
+func TestResponseHeadersNotIndexed(t *testing.T) {
+	t.Parallel()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/proto")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Date", "Tue, 01 Dec 2026 00:00:00 GMT")
+		_, _ = io.WriteString(w, "ok")
+	})
+	c := connect(t, startServer(t, &Server{}, h))
+	var sizes []uint32
+	for id := uint32(1); id <= 5; id += 2 {
+		c.get(id, "/")
+		f, ok := c.read().(*http2.MetaHeadersFrame)
+		if !ok {
+			t.Fatal("want the response HEADERS first")
+		}
+		sizes = append(sizes, f.Header().Length)
+		if d, ok := c.read().(*http2.DataFrame); !ok || !d.StreamEnded() {
+			t.Fatal("want the body in one DATA frame with END_STREAM")
+		}
+	}
+	// The first block also carries the table size update to 0.
+	if sizes[1] != sizes[2] || sizes[1]+1 < sizes[0] || sizes[1] < 40 {
+		t.Fatalf("header block sizes %v: want the same literal fields every time", sizes)
+	}
+}

@@ -161,6 +161,9 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 	c.recvWindow = c.connWin
 	c.cond.L = &c.mu
 	c.henc = hpack.NewEncoder(&c.hbuf)
+	// Response headers are not indexed (as nginx does): the table would
+	// cost every connection about 1.7 KB for a few bytes per response.
+	c.henc.SetMaxDynamicTableSizeLimit(0)
 	br := bufio.NewReaderSize(nc, readBufferSize)
 	c.fr = http2.NewFramer(nil, br)
 	c.fr.SetReuseFrames()
