@@ -83,8 +83,9 @@ const (
 // Configure makes s hs's HTTP/2 server: hs hands s every connection that
 // negotiated "h2" over TLS and, when hs.Protocols allows unencrypted
 // HTTP/2, every cleartext connection that starts with the HTTP/2 preface.
-// hs.Shutdown sends each of s's connections a GOAWAY and waits for their
-// streams to end. Call it before hs serves.
+// hs.Shutdown sends each of s's connections a GOAWAY and waits for the
+// streams of those hs handed over to end (for connections from Split, call
+// Wait). Call it before hs serves.
 func (s *Server) Configure(hs *http.Server) {
 	if hs.TLSNextProto == nil {
 		hs.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler))
