@@ -89,12 +89,17 @@ export async function seed(bin, db) {
  * at /; stop() sends SIGTERM (streams end with `unavailable`) and waits.
  */
 export class Server {
-  constructor(bin, db, port, name = "sluiced") {
+  /**
+   * tls, if given, is {cert, key} (PEM files): the server serves HTTPS
+   * (HTTP/2 and HTTP/1.1 by ALPN) instead of HTTP/1.1 and h2c.
+   */
+  constructor(bin, db, port, name = "sluiced", tls = undefined) {
     this.bin = bin;
     this.db = db;
     this.port = port;
     this.name = name;
-    this.base = `http://127.0.0.1:${port}`;
+    this.tls = tls;
+    this.base = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
     this.log = [];
     this.proc = undefined;
   }
@@ -104,7 +109,10 @@ export class Server {
       this.bin,
       // The paging test posts 5,000 messages as one user in seconds: far
       // past the production default of 300 a minute (docs/SECURITY.md).
-      ["serve", "--addr", `127.0.0.1:${this.port}`, "--database-url", this.db.url, "--nats-prefix", `web${this.port}`, "--log-level", "info", "--rate-messages", "2000/1s,2000"],
+      [
+        "serve", "--addr", `127.0.0.1:${this.port}`, "--database-url", this.db.url, "--nats-prefix", `web${this.port}`, "--log-level", "info", "--rate-messages", "2000/1s,2000",
+        ...(this.tls ? ["--tls-cert", this.tls.cert, "--tls-key", this.tls.key] : []),
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.proc = proc;
