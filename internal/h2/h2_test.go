@@ -1562,3 +1562,85 @@ func TestResponseHeadersNotIndexed(t *testing.T) {
 		t.Fatalf("header block sizes %v: want the same literal fields every time", sizes)
 	}
 }
+
+// TestRapidReset: a stream the client resets still counts against
+// MAX_CONCURRENT_STREAMS until its handler returns, so opening and
+// resetting streams cannot run more handlers than the limit (the "rapid
+// reset" attack).
+func TestRapidReset(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan string, 16)
+	// Handlers that do not watch their context: slow to notice a reset.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- r.URL.Path
+		if r.URL.Path != "/after" {
+			select {
+			case <-release:
+			case <-time.After(waitTimeout):
+			}
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	c := connect(t, startServer(t, &Server{MaxConcurrentStreams: 2}, h))
+	for _, id := range []uint32{1, 3} {
+		c.get(id, fmt.Sprintf("/%d", id))
+		recv(t, started)
+		c.writeRST(id, http2.ErrCodeCancel)
+	}
+	for _, id := range []uint32{5, 7, 9} {
+		c.get(id, fmt.Sprintf("/%d", id))
+		c.wantRST(id, http2.ErrCodeRefusedStream)
+	}
+	select {
+	case p := <-started:
+		t.Fatalf("handler for %s ran with two reset handlers still running", p)
+	default:
+	}
+	close(release)
+	// The reset streams' handlers return, nothing is sent on those
+	// streams, and a new stream is served.
+	deadline := time.Now().Add(waitTimeout)
+	for id := uint32(11); ; id += 2 {
+		c.get(id, "/after")
+		f := c.read()
+		if h, ok := f.(*http2.MetaHeadersFrame); ok && h.StreamID == id {
+			if d, ok := c.read().(*http2.DataFrame); !ok || string(d.Data()) != "ok" {
+				t.Fatalf("stream %d: want the body ok", id)
+			}
+			break
+		}
+		if r, ok := f.(*http2.RSTStreamFrame); !ok || r.StreamID != id || r.ErrCode != http2.ErrCodeRefusedStream {
+			t.Fatalf("stream %d: got %s", id, describe(f))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new streams still refused after the reset handlers returned")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestContinuationFlood: a header block that goes on in CONTINUATION frames
+// past twice the header list limit ends the connection, without the server
+// buffering it.
+func TestContinuationFlood(t *testing.T) {
+	t.Parallel()
+	c := connect(t, startServer(t, &Server{MaxHeaderListSize: 1024}, okHandler))
+	pairs := req("GET", "/")
+	for i := range 200 {
+		pairs = append(pairs, fmt.Sprintf("x-%d", i), strings.Repeat("v", 100))
+	}
+	block := c.encode(pairs...)
+	const frag = 1000
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:frag], EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	for rest := block[frag:]; len(rest) > 0; {
+		n := min(frag, len(rest))
+		if err := c.fr.WriteContinuation(1, n == len(rest), rest[:n]); err != nil {
+			break // the server closed the connection: enough
+		}
+		rest = rest[n:]
+	}
+	c.wantGoAway(0, http2.ErrCodeProtocol)
+}
