@@ -18,6 +18,13 @@ import (
 func TestStreamProtocols(t *testing.T) {
 	t.Parallel()
 	app := startApp(t, baseConfig(t))
+	login(t, app.url, "alice") // served: Serve has configured HTTP/2
+	app.httpMu.Lock()
+	own := app.h2
+	app.httpMu.Unlock()
+	if own == nil {
+		t.Fatal("Sluice's HTTP/2 server is not the default")
+	}
 	for _, c := range []struct {
 		name string
 		opts []connect.ClientOption
@@ -61,7 +68,13 @@ func TestStdHTTP2(t *testing.T) {
 	cfg := baseConfig(t)
 	cfg.StdHTTP2 = true
 	app := startApp(t, cfg)
-	alice := login(t, app.url, "alice")
+	alice := login(t, app.url, "alice") // served: Serve has configured HTTP/2
+	app.httpMu.Lock()
+	own := app.h2
+	app.httpMu.Unlock()
+	if own != nil {
+		t.Fatal("StdHTTP2 set, yet Sluice's HTTP/2 server was configured")
+	}
 	first := alice.setAvatar(t, "https://example.com/std/0.png")
 	ev := alice.subscribe(t, &syncv1.SubscribeRequest{Records: []*syncv1.RecordTarget{{Key: first.GetKey()}}})
 	ev.untilSynced(t)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,6 +52,7 @@ type conn struct {
 	peerFrame  int    // the client's SETTINGS_MAX_FRAME_SIZE
 	recvWindow int64  // what the client may still send on the connection
 	recvUnack  int64  // consumed request bytes not yet returned to the client
+	idleArmed  bool   // the read deadline is the idle timeout's
 	goingAway  bool   // GOAWAY sent: no new streams
 	closed     bool
 }
@@ -140,22 +142,30 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 }
 
 // armIdle sets the read deadline for the idle timeout when no handler
-// runs, and clears it otherwise. (closeStream arms it too when the last
+// runs, and clears it otherwise; it touches the deadline only when that
+// changes, not for every frame. (closeStream arms it too when the last
 // stream ends while the reader waits.)
 func (c *conn) armIdle() {
-	d := c.srv.IdleTimeout
-	if d <= 0 {
+	if c.srv.IdleTimeout <= 0 {
 		return
 	}
 	// Under mu, as closeStream sets it: the last deadline set matches
 	// the last count of handlers.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.active == 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	} else {
+	switch {
+	case c.active == 0 && !c.idleArmed:
+		c.armIdleLocked()
+	case c.active > 0 && c.idleArmed:
 		_ = c.nc.SetReadDeadline(time.Time{})
+		c.idleArmed = false
 	}
+}
+
+// armIdleLocked starts the idle timeout now; c.mu is held.
+func (c *conn) armIdleLocked() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	c.idleArmed = true
 }
 
 // handle acts on one frame; ok false is a connection error with code.
@@ -242,31 +252,35 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) (http2.ErrCode, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if f.StreamID == 0 {
 		c.sendWindow += int64(f.Increment)
-		if c.sendWindow > maxWindow {
+		overflow := c.sendWindow > maxWindow
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		if overflow {
 			return http2.ErrCodeFlowControl, false
 		}
-		c.cond.Broadcast()
 		return 0, true
 	}
 	s := c.streams[f.StreamID]
 	if s == nil {
-		if f.StreamID > c.lastID {
+		idle := f.StreamID > c.lastID
+		c.mu.Unlock()
+		if idle {
 			return http2.ErrCodeProtocol, false
 		}
 		return 0, true // a stream that ended: the update crossed our last frame
 	}
 	s.sendWindow += int64(f.Increment)
-	if s.sendWindow > maxWindow {
+	overflow := s.sendWindow > maxWindow
+	if overflow {
 		s.resetLocked()
-		c.mu.Unlock()
-		_ = c.write(appendRSTStream(nil, f.StreamID, http2.ErrCodeFlowControl))
-		c.mu.Lock()
-		return 0, true
 	}
 	c.cond.Broadcast()
+	c.mu.Unlock()
+	if overflow {
+		_ = c.write(appendRSTStream(nil, f.StreamID, http2.ErrCodeFlowControl))
+	}
 	return 0, true
 }
 
@@ -535,7 +549,7 @@ func (c *conn) writeStatusOnly(id uint32, status int, reset bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.hbuf.Reset()
-	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: itoa(status)})
+	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
 	c.mu.Lock()
 	maxFrame := c.peerFrame
 	c.mu.Unlock()
@@ -569,7 +583,7 @@ func (c *conn) closeStream(s *stream) {
 		// Under mu: were it set after, the reader could have opened a
 		// stream and cleared the deadline in between, and the idle
 		// timeout would end the connection under that stream.
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+		c.armIdleLocked()
 	}
 	c.cond.Broadcast()
 	c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ var fuzzHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) 
 	_, _ = w.Write([]byte("ok "))
 	http.NewResponseController(w).Flush()
 	_, _ = w.Write(b)
-	w.Header().Set("X-Len", itoa(len(b)))
+	w.Header().Set("X-Len", strconv.Itoa(len(b)))
 })
 
 // FuzzServeConn feeds arbitrary bytes after the client preface to

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -307,7 +308,7 @@ func describe(f http2.Frame) string {
 	case *http2.RSTStreamFrame:
 		return f.Header().String() + " code=" + f.ErrCode.String()
 	case *http2.GoAwayFrame:
-		return f.Header().String() + " code=" + f.ErrCode.String() + " last=" + itoa(int(f.LastStreamID))
+		return f.Header().String() + " code=" + f.ErrCode.String() + " last=" + strconv.Itoa(int(f.LastStreamID))
 	case *http2.MetaHeadersFrame:
 		var b strings.Builder
 		b.WriteString(f.Header().String())

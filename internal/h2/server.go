@@ -30,6 +30,7 @@ package h2
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -141,9 +142,9 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 		cancel:     cancel,
 		remoteAddr: nc.RemoteAddr().String(),
 		streams:    make(map[uint32]*stream),
-		maxStreams: cmpOr(s.MaxConcurrentStreams, defaultMaxStreams),
-		streamWin:  int64(cmpOr(s.StreamWindow, defaultWindow)),
-		connWin:    int64(cmpOr(s.ConnWindow, defaultWindow)),
+		maxStreams: cmp.Or(s.MaxConcurrentStreams, defaultMaxStreams),
+		streamWin:  int64(cmp.Or(s.StreamWindow, defaultWindow)),
+		connWin:    int64(cmp.Or(s.ConnWindow, defaultWindow)),
 		sendWindow: initialWindow,
 		peerWindow: initialWindow,
 		peerFrame:  16384,
@@ -171,7 +172,7 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 	// We advertise no SETTINGS_MAX_FRAME_SIZE: the default applies to
 	// what the client sends (RFC 9113 §4.2).
 	c.fr.SetMaxReadFrameSize(16384)
-	c.fr.MaxHeaderListSize = cmpOr(s.MaxHeaderListSize, defaultMaxHeaderList)
+	c.fr.MaxHeaderListSize = cmp.Or(s.MaxHeaderListSize, defaultMaxHeaderList)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 
 	c.wmu.Lock() // until serve has written the server's SETTINGS
@@ -195,16 +196,8 @@ func (s *Server) ServeConn(nc net.Conn, h http.Handler, sawPreface bool) {
 	c.serve(br, sawPreface, shutdown)
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-// errClosed is what a handler's Write returns once its stream or
-// connection is gone.
+// errStreamClosed and errConnClosed are what a handler's Write returns
+// once its stream or connection is gone.
 var (
 	errStreamClosed = errors.New("h2: stream closed")
 	errConnClosed   = errors.New("h2: connection closed")

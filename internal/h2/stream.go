@@ -344,7 +344,7 @@ func (w *responseWriter) send(end bool) error {
 func (w *responseWriter) headerFields(end bool) []hpack.HeaderField {
 	h := w.sent
 	fields := make([]hpack.HeaderField, 0, len(h)+3)
-	fields = append(fields, hpack.HeaderField{Name: ":status", Value: itoa(w.status)})
+	fields = append(fields, hpack.HeaderField{Name: ":status", Value: strconv.Itoa(w.status)})
 	for k, vv := range h {
 		if skipResponseHeader(k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
@@ -367,7 +367,7 @@ func (w *responseWriter) headerFields(end bool) []hpack.HeaderField {
 	}
 	if end && !w.s.head && bodyAllowed(w.status) {
 		if _, ok := h["Content-Length"]; !ok {
-			fields = append(fields, hpack.HeaderField{Name: "content-length", Value: itoa(len(w.buf))})
+			fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(w.buf))})
 		}
 	}
 	return fields
@@ -428,8 +428,6 @@ func lowerHeader(k string) string {
 	}
 	return strings.ToLower(k)
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 type dateEntry struct {
 	sec int64

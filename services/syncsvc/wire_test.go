@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	syncv1 "github.com/sluicehq/sluice/gen/sluice/sync/v1"
 	"github.com/sluicehq/sluice/services/edge"
 	"github.com/sluicehq/sluice/sync/engine"
@@ -71,5 +73,49 @@ func TestWriteEvent(t *testing.T) {
 	g := &flushGate{ResponseWriter: rec, flusher: rec, direct: true, opened: true}
 	if done, err := g.writeEvent(big); done || err != nil || rec.Body.Len() != 0 {
 		t.Fatalf("big event: writeEvent = %v, %v and wrote %d bytes; want false, nil, nothing", done, err, rec.Body.Len())
+	}
+}
+
+// countingConn is a connect.StreamingHandlerConn that counts the messages
+// sent through connect-go; only Send is used.
+type countingConn struct {
+	connect.StreamingHandlerConn
+	sent int
+}
+
+func (c *countingConn) Send(any) error {
+	c.sent++
+	return nil
+}
+
+// TestSinkWritesEnvelopes: the first message goes through connect-go (it
+// carries the response headers); later events go to the response as
+// envelopes without it, unless the gate is not direct (traced calls, other
+// content types).
+func TestSinkWritesEnvelopes(t *testing.T) {
+	ev := engine.NewEvent(&syncv1.SubscribeResponse{Event: &syncv1.SubscribeResponse_Ephemeral{Ephemeral: &syncv1.EphemeralEvent{Kind: "ping"}}})
+	bin, _ := ev.Binary()
+	for _, direct := range []bool{true, false} {
+		rec := httptest.NewRecorder()
+		conn := &countingConn{}
+		s := &sink{conn: conn, gate: &flushGate{ResponseWriter: rec, flusher: rec, direct: direct}}
+		for range 3 {
+			if err := s.Send(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		wantConnect, wantBytes := 3, 0
+		if direct {
+			wantConnect, wantBytes = 1, 2*(5+len(bin))
+		}
+		if conn.sent != wantConnect || rec.Body.Len() != wantBytes {
+			t.Errorf("direct %v: %d messages through connect-go and %d bytes written; want %d and %d", direct, conn.sent, rec.Body.Len(), wantConnect, wantBytes)
+		}
+		if direct && !rec.Flushed {
+			t.Errorf("the envelopes were not flushed")
+		}
 	}
 }
