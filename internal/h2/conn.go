@@ -141,10 +141,11 @@ func (c *conn) serve(br *bufio.Reader, sawPreface, shutdown bool) {
 	}
 }
 
-// armIdle sets the read deadline for the idle timeout when no handler
-// runs, and clears it otherwise; it touches the deadline only when that
-// changes, not for every frame. (closeStream arms it too when the last
-// stream ends while the reader waits.)
+// armIdle restarts the idle timeout while no handler runs (every frame
+// on an idle connection does), and clears it once when one does: a
+// connection with streams does not touch its deadline per frame.
+// (closeStream arms it too when the last stream ends while the reader
+// waits.)
 func (c *conn) armIdle() {
 	if c.srv.IdleTimeout <= 0 {
 		return
@@ -154,9 +155,9 @@ func (c *conn) armIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.active == 0 && !c.idleArmed:
+	case c.active == 0:
 		c.armIdleLocked()
-	case c.active > 0 && c.idleArmed:
+	case c.idleArmed:
 		_ = c.nc.SetReadDeadline(time.Time{})
 		c.idleArmed = false
 	}
